@@ -1,0 +1,598 @@
+package cable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+)
+
+// Consumer is a connection to an ActionCable server that keeps itself
+// connected and its subscriptions alive. Create it with Dial; stop it with
+// Close. All methods are safe for concurrent use.
+type Consumer struct {
+	url       string
+	o         options
+	transport transport.Transport
+	offer     []string
+
+	ctx    context.Context // ends when the consumer stops
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when run returns; err is set then
+	err    error
+
+	welcomed chan struct{} // closed at the first welcome
+	events   *eventQueue
+
+	mu        sync.Mutex
+	live      *link // the welcomed connection; nil while down
+	subs      map[string]*Subscription
+	connected bool // a welcome has been seen at least once
+	stopped   bool // stop has run: no new subscriptions
+
+	stats struct {
+		frames, decodeErrors, unknownIdentifier, reconnects atomic.Uint64
+	}
+}
+
+// link is one welcomed connection and the codec it speaks.
+type link struct {
+	conn  transport.Conn
+	codec protocol.Codec
+}
+
+// Stats are counters since the Consumer was created.
+type Stats struct {
+	Frames            uint64 // frames received
+	DecodeErrors      uint64 // frames skipped because they could not be decoded
+	UnknownIdentifier uint64 // messages for an identifier with no subscription
+	Reconnects        uint64 // successful connections after the first
+}
+
+// Dial connects to the ActionCable endpoint at url (ws://, wss://, or what
+// the configured transport takes) and returns once the server's welcome has
+// arrived.
+//
+// Failed attempts are retried with backoff until ctx is done, except
+// refusals that cannot change: an unauthorized disconnect, an HTTP 4xx on
+// the handshake, an unsupported subprotocol. ctx bounds only this initial
+// connection; cancelling it later does not affect the Consumer.
+func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Consumer{
+		url:       url,
+		o:         o,
+		transport: o.transportOrDefault(),
+		done:      make(chan struct{}),
+		welcomed:  make(chan struct{}),
+		subs:      make(map[string]*Subscription),
+	}
+	for _, codec := range o.codecs {
+		c.offer = append(c.offer, codec.Subprotocol())
+	}
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.events = newEventQueue(o.onEvent, o.maxEventsLag, o.logger)
+
+	lastErr := make(chan error, 1)
+	go c.run(lastErr)
+	select {
+	case <-c.welcomed:
+		return c, nil
+	case <-c.done:
+		return nil, c.err
+	case <-ctx.Done():
+		var last error
+		select {
+		case last = <-lastErr:
+		default:
+		}
+		c.Close()
+		return nil, fmt.Errorf("cable: dial %s: %w", redactURL(url), errors.Join(ctx.Err(), last))
+	}
+}
+
+// Done is closed when the consumer has stopped for good; Err says why.
+func (c *Consumer) Done() <-chan struct{} { return c.done }
+
+// Err returns why the consumer stopped (ErrClosed after Close, or the
+// server's refusal), or nil while it runs.
+func (c *Consumer) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Connected reports whether a welcomed connection is up right now.
+func (c *Consumer) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live != nil
+}
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() Stats {
+	return Stats{
+		Frames:            c.stats.frames.Load(),
+		DecodeErrors:      c.stats.decodeErrors.Load(),
+		UnknownIdentifier: c.stats.unknownIdentifier.Load(),
+		Reconnects:        c.stats.reconnects.Load(),
+	}
+}
+
+// Close stops the consumer: the connection is closed, every subscription
+// ends with ErrClosed (its Messages channel is closed), and Close waits for
+// the connection goroutines to finish, which takes at most a couple of
+// seconds (a polite close handshake). Events and handler callbacks already
+// queued still run after Close returns. It is safe to call more than once,
+// from any goroutine, including callbacks.
+func (c *Consumer) Close() error {
+	c.cancel(ErrClosed)
+	<-c.done
+	return nil
+}
+
+// run owns the connection: it dials, serves, and redials until the
+// consumer stops. lastErr receives each failed attempt's error (latest
+// wins) for Dial's error message.
+func (c *Consumer) run(lastErr chan error) {
+	var final error
+	defer func() {
+		c.stop(final)
+		close(c.done)
+	}()
+	attempt := 0
+	for {
+		welcomed, err := c.connect()
+		if c.ctx.Err() != nil {
+			final = context.Cause(c.ctx)
+			return
+		}
+		if isFinal(err, c.hasConnected()) {
+			final = err
+			return
+		}
+		select {
+		case <-lastErr:
+		default:
+		}
+		lastErr <- err
+		if welcomed {
+			attempt = 0
+		}
+		attempt++
+		delay := c.o.backoff.Delay(attempt)
+		c.o.logger.Info("cable: reconnecting", "attempt", attempt, "delay", delay, "err", err)
+		c.events.emit(Event{Kind: EventReconnecting, Transport: c.transport.Name(), Attempt: attempt, Delay: delay, Err: err})
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			final = context.Cause(c.ctx)
+			return
+		}
+	}
+}
+
+// isFinal tells whether err ends the consumer. Before the first welcome,
+// refusals that a retry cannot change end it too, so Dial fails fast.
+func isFinal(err error, hasConnected bool) bool {
+	var de *DisconnectError
+	if errors.As(err, &de) {
+		return de.Final()
+	}
+	if hasConnected {
+		return false
+	}
+	var he *transport.HandshakeError
+	if errors.As(err, &he) && he.Permanent() {
+		return true
+	}
+	return errors.Is(err, transport.ErrUnsupportedSubprotocol) || errors.Is(err, transport.ErrHeaderUnsupported)
+}
+
+func (c *Consumer) hasConnected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+// connect makes one connection attempt and serves it until it ends.
+// welcomed reports whether the connection got as far as a welcome.
+func (c *Consumer) connect() (welcomed bool, err error) {
+	hctx, cancel := context.WithTimeoutCause(c.ctx, c.o.handshake, ErrNoWelcome)
+	defer cancel()
+	var header map[string][]string
+	if c.o.header != nil {
+		if header, err = c.o.header(hctx); err != nil {
+			return false, fmt.Errorf("cable: header function: %w", err)
+		}
+	}
+	conn, err := c.transport.Dial(hctx, &transport.Request{URL: c.url, Header: header, Subprotocols: c.offer})
+	if err != nil {
+		return false, err
+	}
+	codec, ok := c.codecFor(conn.Subprotocol())
+	if !ok {
+		conn.Close()
+		return false, fmt.Errorf("cable: %w: %q", transport.ErrUnsupportedSubprotocol, conn.Subprotocol())
+	}
+	return c.serve(conn, codec)
+}
+
+func (c *Consumer) codecFor(subprotocol string) (protocol.Codec, bool) {
+	for _, codec := range c.o.codecs {
+		if codec.Subprotocol() == subprotocol {
+			return codec, true
+		}
+	}
+	if subprotocol == "" {
+		return protocol.JSONCodec{}, true
+	}
+	return nil, false
+}
+
+// serve reads frames from conn until it fails, the consumer stops, or the
+// monitor finds it stale. It runs on the run goroutine.
+func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec) (welcomed bool, err error) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	l := &link{conn: conn, codec: codec}
+	var seen atomic.Uint64
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		c.monitor(ctx, cancel, l, &seen)
+	}()
+	defer func() {
+		cancel(nil)
+		<-monitorDone
+		conn.Close()
+		if welcomed {
+			c.lost(l, err)
+		}
+	}()
+
+	var (
+		buf []byte
+		m   protocol.Message
+	)
+	for {
+		buf, err = conn.ReadFrame(ctx, buf)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+				err = cause
+			}
+			return welcomed, err
+		}
+		seen.Add(1)
+		c.stats.frames.Add(1)
+		if derr := codec.DecodeMessage(buf, &m); derr != nil {
+			c.frameError(derr, buf)
+			continue
+		}
+		switch m.Type {
+		case protocol.TypeWelcome:
+			if welcomed {
+				c.frameError(errors.New("cable: second welcome on one connection ignored"), buf)
+				continue
+			}
+			welcomed = true
+			c.welcome(l)
+		case protocol.TypePing:
+		case protocol.TypeConfirm, protocol.TypeReject, protocol.TypeMessage:
+			c.dispatch(&m, buf)
+		case protocol.TypeDisconnect:
+			return welcomed, &DisconnectError{Reason: m.Reason, Reconnect: m.Reconnect}
+		}
+	}
+}
+
+// monitor drops the connection when no welcome arrives within the
+// handshake timeout or no frame within the stale timeout, and repeats
+// unanswered subscribes.
+func (c *Consumer) monitor(ctx context.Context, cancel context.CancelCauseFunc, l *link, seen *atomic.Uint64) {
+	tick := time.NewTicker(min(c.o.resubscribe, c.o.stale/4))
+	defer tick.Stop()
+	start := time.Now()
+	lastSeen, lastChange := seen.Load(), start
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := seen.Load(); n != lastSeen {
+				lastSeen, lastChange = n, now
+			}
+			live := c.isLive(l)
+			switch {
+			case !live && now.Sub(start) > c.o.handshake:
+				cancel(ErrNoWelcome)
+				return
+			case now.Sub(lastChange) > c.o.stale:
+				cancel(fmt.Errorf("%w: no frame for %v", ErrStale, now.Sub(lastChange).Round(time.Millisecond)))
+				return
+			}
+			if live {
+				c.resubscribePending(l, now)
+			}
+		}
+	}
+}
+
+func (c *Consumer) isLive(l *link) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live == l
+}
+
+func (c *Consumer) frameError(err error, frame []byte) {
+	c.stats.decodeErrors.Add(1)
+	const maxShown = 256
+	shown := frame
+	if len(shown) > maxShown {
+		shown = shown[:maxShown]
+	}
+	c.o.logger.Warn("cable: frame skipped", "err", err, "frame", string(shown), "size", len(frame))
+	c.events.emit(Event{Kind: EventFrameError, Transport: c.transport.Name(), Err: err})
+}
+
+// welcome makes l the live link and sends every subscription again.
+func (c *Consumer) welcome(l *link) {
+	c.mu.Lock()
+	reconnected := c.connected
+	c.connected = true
+	c.live = l
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+
+	if reconnected {
+		c.stats.reconnects.Add(1)
+	}
+	c.o.logger.Info("cable: connected", "transport", c.transport.Name(), "codec", l.codec.Subprotocol(), "reconnected", reconnected)
+	c.events.emit(Event{Kind: EventConnected, Transport: c.transport.Name(), Reconnected: reconnected})
+	select {
+	case <-c.welcomed:
+	default:
+		close(c.welcomed)
+	}
+	now := time.Now()
+	for _, s := range subs {
+		s.markPending(now)
+		c.sendSubscribe(l, s)
+	}
+}
+
+// lost is called when the welcomed link l ends.
+func (c *Consumer) lost(l *link, cause error) {
+	willReconnect := c.ctx.Err() == nil && !isFinal(cause, true)
+	c.mu.Lock()
+	if c.live == l {
+		c.live = nil
+	}
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	c.o.logger.Info("cable: disconnected", "err", cause, "will_reconnect", willReconnect)
+	c.events.emit(Event{Kind: EventDisconnected, Transport: c.transport.Name(), WillReconnect: willReconnect, Err: cause})
+	if willReconnect {
+		for _, s := range subs {
+			s.disconnected()
+		}
+	}
+}
+
+// stop ends every subscription when the consumer stops for good.
+func (c *Consumer) stop(final error) {
+	if final == nil {
+		final = ErrClosed
+	}
+	c.err = final
+	c.cancel(final)
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = map[string]*Subscription{}
+	c.live = nil
+	c.stopped = true
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.end(final)
+	}
+	if !errors.Is(final, ErrClosed) {
+		c.o.logger.Warn("cable: stopped", "err", final)
+	}
+	c.events.emit(Event{Kind: EventStopped, Transport: c.transport.Name(), Err: final})
+	c.events.close()
+}
+
+// dispatch routes a confirm, reject or channel message to its subscription.
+func (c *Consumer) dispatch(m *protocol.Message, frame []byte) {
+	c.mu.Lock()
+	s := c.subs[string(m.Identifier)]
+	c.mu.Unlock()
+	if s == nil {
+		c.stats.unknownIdentifier.Add(1)
+		c.o.logger.Debug("cable: frame for no subscription", "type", m.Type.String(), "identifier", string(m.Identifier))
+		return
+	}
+	switch m.Type {
+	case protocol.TypeConfirm:
+		s.confirmed()
+	case protocol.TypeReject:
+		c.remove(s)
+		s.rejected()
+	case protocol.TypeMessage:
+		s.deliver(m.Body.Clone())
+	}
+}
+
+func (c *Consumer) remove(s *Subscription) {
+	c.mu.Lock()
+	if c.subs[s.id] == s {
+		delete(c.subs, s.id)
+	}
+	c.mu.Unlock()
+}
+
+// liveLink returns the live link, or nil.
+func (c *Consumer) liveLink() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// send encodes cmd and writes it on l, bounding the write by the write
+// timeout when ctx has no deadline.
+func (c *Consumer) send(ctx context.Context, l *link, cmd *protocol.Command) error {
+	frame, err := l.codec.AppendCommand(nil, cmd)
+	if err != nil {
+		return fmt.Errorf("cable: encode %s: %w", cmd.Command, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.o.write)
+		defer cancel()
+	}
+	if err := l.conn.WriteFrame(ctx, frame); err != nil {
+		return fmt.Errorf("cable: send %s: %w", cmd.Command, err)
+	}
+	return nil
+}
+
+func (c *Consumer) sendSubscribe(l *link, s *Subscription) {
+	err := c.send(c.ctx, l, &protocol.Command{Command: protocol.CommandSubscribe, Identifier: s.id})
+	if err != nil {
+		// The monitor repeats the subscribe, or the reconnect does.
+		c.o.logger.Debug("cable: subscribe not sent", "identifier", s.id, "err", err)
+	}
+}
+
+// resubscribePending repeats the subscribe of every subscription still
+// waiting for an answer after the resubscribe interval.
+func (c *Consumer) resubscribePending(l *link, now time.Time) {
+	c.mu.Lock()
+	var due []*Subscription
+	for _, s := range c.subs {
+		if s.dueForResend(now, c.o.resubscribe) {
+			due = append(due, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range due {
+		c.sendSubscribe(l, s)
+	}
+}
+
+// Subscribe subscribes to the channel identified by identifier (see
+// protocol.NewIdentifier) and returns once the server confirms. It fails
+// with ErrRejected when the server rejects the subscription, and with
+// ctx's error when ctx ends first (the subscription is then withdrawn).
+// While the consumer is reconnecting, Subscribe waits for the connection.
+//
+// Messages that arrive before the confirmation are kept and delivered.
+func (c *Consumer) Subscribe(ctx context.Context, identifier string, opts ...SubscribeOption) (*Subscription, error) {
+	s := newSubscription(c, identifier, opts)
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		<-c.done
+		return nil, c.err
+	}
+	if _, dup := c.subs[identifier]; dup {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrDuplicateSubscription, identifier)
+	}
+	c.subs[identifier] = s
+	l := c.live
+	c.mu.Unlock()
+
+	if l != nil {
+		s.markPending(time.Now())
+		c.sendSubscribe(l, s)
+	}
+	select {
+	case err := <-s.first:
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case <-ctx.Done():
+		s.Unsubscribe(context.Background())
+		return nil, fmt.Errorf("cable: subscribe %s: %w", identifier, ctx.Err())
+	}
+}
+
+// redactURL drops the query string, where tokens often travel.
+func redactURL(u string) string {
+	for i := 0; i < len(u); i++ {
+		if u[i] == '?' || u[i] == '#' {
+			return u[:i]
+		}
+	}
+	return u
+}
+
+// eventQueue runs the event handler on its own goroutine, in order.
+type eventQueue struct {
+	fn     func(Event)
+	logger *slog.Logger
+	ch     chan Event
+	mu     sync.Mutex
+	closed bool
+}
+
+func newEventQueue(fn func(Event), size int, logger *slog.Logger) *eventQueue {
+	q := &eventQueue{fn: fn, logger: logger, ch: make(chan Event, size)}
+	if fn == nil {
+		return q
+	}
+	go func() {
+		for e := range q.ch {
+			fn(e)
+		}
+	}()
+	return q
+}
+
+func (q *eventQueue) emit(e Event) {
+	if q.fn == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	select {
+	case q.ch <- e:
+	default:
+		q.logger.Warn("cable: event handler too slow; event dropped", "event", e.String())
+	}
+}
+
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.closed = true
+		if q.fn != nil {
+			close(q.ch)
+		}
+	}
+}

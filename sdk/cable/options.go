@@ -1,0 +1,183 @@
+package cable
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/cableway/cableway/sdk/backoff"
+	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/websocket"
+)
+
+// Defaults of the Consumer options.
+const (
+	DefaultStaleTimeout        = 6 * time.Second
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultResubscribeInterval = 500 * time.Millisecond
+	DefaultMessageBuffer       = 1024
+)
+
+// HeaderFunc returns the handshake headers for one connection attempt. It
+// is called before every dial, so it can hand out fresh tokens. The result
+// has http.Header's layout; return an http.Header directly.
+type HeaderFunc func(ctx context.Context) (map[string][]string, error)
+
+// Option configures a Consumer.
+type Option func(*options)
+
+type options struct {
+	transport    transport.Transport
+	codecs       []protocol.Codec
+	header       HeaderFunc
+	logger       *slog.Logger
+	onEvent      func(Event)
+	backoff      backoff.Policy
+	stale        time.Duration
+	handshake    time.Duration
+	write        time.Duration
+	resubscribe  time.Duration
+	bufferSize   int
+	maxEventsLag int
+}
+
+func defaultOptions() options {
+	return options{
+		codecs:       []protocol.Codec{protocol.JSONCodec{}},
+		logger:       slog.New(slog.DiscardHandler),
+		stale:        DefaultStaleTimeout,
+		handshake:    DefaultHandshakeTimeout,
+		write:        DefaultWriteTimeout,
+		resubscribe:  DefaultResubscribeInterval,
+		bufferSize:   DefaultMessageBuffer,
+		maxEventsLag: 256,
+	}
+}
+
+// WithTransport sets how connections are made. The default is a
+// websocket.Transport with default options.
+func WithTransport(t transport.Transport) Option {
+	return func(o *options) { o.transport = t }
+}
+
+// WithCodecs sets the codecs to offer, most preferred first. The default
+// offers JSON only. A server that picks none of them is refused with
+// transport.ErrUnsupportedSubprotocol; one that picks no subprotocol at all
+// is spoken to in JSON, as every Rails version is.
+func WithCodecs(codecs ...protocol.Codec) Option {
+	return func(o *options) {
+		if len(codecs) > 0 {
+			o.codecs = codecs
+		}
+	}
+}
+
+// WithHeaderFunc sets the function that supplies handshake headers for each
+// connection attempt. An error from it fails that attempt (and is retried
+// with backoff, as any failed attempt).
+func WithHeaderFunc(f HeaderFunc) Option {
+	return func(o *options) { o.header = f }
+}
+
+// WithHeader adds a fixed handshake header, e.g. a Cookie or Authorization.
+// It is applied after WithHeaderFunc's headers.
+func WithHeader(key, value string) Option {
+	return func(o *options) {
+		prev := o.header
+		o.header = func(ctx context.Context) (map[string][]string, error) {
+			h := map[string][]string{}
+			if prev != nil {
+				p, err := prev(ctx)
+				if err != nil {
+					return nil, err
+				}
+				for k, v := range p {
+					h[k] = v
+				}
+			}
+			h[key] = append(h[key], value)
+			return h, nil
+		}
+	}
+}
+
+// WithLogger sets where the consumer logs. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithEventHandler sets a function called for each connection Event, in
+// order, on a goroutine owned by the Consumer. If it falls more than 256
+// events behind, later events are dropped and logged.
+func WithEventHandler(f func(Event)) Option {
+	return func(o *options) { o.onEvent = f }
+}
+
+// WithBackoff sets the reconnect delays (default: backoff.Policy{}, i.e.
+// 500 ms doubling to 30 s, with jitter).
+func WithBackoff(p backoff.Policy) Option {
+	return func(o *options) { o.backoff = p }
+}
+
+// WithStaleTimeout sets how long a connection may stay silent before it is
+// dropped and redialled (default 6 s: two missed Rails pings).
+func WithStaleTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.stale = d
+		}
+	}
+}
+
+// WithHandshakeTimeout bounds one connection attempt, from dial to welcome
+// (default 10 s).
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.handshake = d
+		}
+	}
+}
+
+// WithWriteTimeout bounds a command write whose context has no deadline
+// (default 10 s).
+func WithWriteTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.write = d
+		}
+	}
+}
+
+// WithResubscribeInterval sets how often an unanswered subscribe is sent
+// again (default 500 ms).
+func WithResubscribeInterval(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.resubscribe = d
+		}
+	}
+}
+
+// WithMessageBuffer sets the default per-subscription buffer size (default
+// 1024 messages). Subscribe's WithBuffer overrides it per subscription.
+func WithMessageBuffer(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.bufferSize = n
+		}
+	}
+}
+
+func (o *options) transportOrDefault() transport.Transport {
+	if o.transport == nil {
+		return websocket.New()
+	}
+	return o.transport
+}
