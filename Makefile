@@ -1,0 +1,52 @@
+# Cableway — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need (Debian packages) when it is missing.
+
+GO       ?= go
+APT_PKGS := ruby ruby-railties ruby-actioncable puma curl
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FUZZTIME ?= 5s
+
+.PHONY: all demo test deps check unit fuzz bench fmt
+
+all: test
+
+## demo: run the example Rails app and a Go service consuming it (Ctrl-C stops both)
+demo: deps
+	examples/demo.sh
+
+## test: everything CI runs — static checks, the wasm build, go test -race, a fuzz smoke run
+test: deps check unit fuzz
+
+## deps: install the Debian packages the tests and the demo need, if missing
+deps:
+	@if ! command -v puma >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || \
+	    ! ruby -e 'require "action_cable"' >/dev/null 2>&1; then \
+	  echo "installing $(APT_PKGS)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PKGS); \
+	fi
+
+## check: formatting, vet, and the GOOS=js build of the SDK
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) build ./sdk/...
+
+## unit: all Go tests with the race detector, Rails required
+unit:
+	CABLEWAY_REQUIRE_RAILS=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+## fuzz: a short run of every fuzz target (FUZZTIME each, default 5s)
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./sdk/protocol/ | grep '^Fuzz'); do \
+	  echo "fuzz $$t"; \
+	  $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./sdk/protocol/ || exit 1; \
+	done
+
+## bench: the receive-path benchmarks (compare ratios within one run)
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./sdk/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
