@@ -61,8 +61,10 @@ type Stats struct {
 //
 // Failed attempts are retried with backoff until ctx is done, except
 // refusals that cannot change: an unauthorized disconnect, an HTTP 4xx on
-// the handshake, an unsupported subprotocol. ctx bounds only this initial
-// connection; cancelling it later does not affect the Consumer.
+// the handshake, an unsupported subprotocol, and a connection that opens
+// but gets no welcome within the handshake timeout (ErrNoWelcome: not an
+// ActionCable endpoint, or one that cannot serve). ctx bounds only this
+// initial connection; cancelling it later does not affect the Consumer.
 func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -200,7 +202,8 @@ func isFinal(err error, hasConnected bool) bool {
 	if errors.As(err, &he) && he.Permanent() {
 		return true
 	}
-	return errors.Is(err, transport.ErrUnsupportedSubprotocol) || errors.Is(err, transport.ErrHeaderUnsupported)
+	return errors.Is(err, transport.ErrUnsupportedSubprotocol) || errors.Is(err, transport.ErrHeaderUnsupported) ||
+		errors.Is(err, ErrNoWelcome)
 }
 
 func (c *Consumer) hasConnected() bool {
@@ -212,13 +215,12 @@ func (c *Consumer) hasConnected() bool {
 // connect makes one connection attempt and serves it until it ends.
 // welcomed reports whether the connection got as far as a welcome.
 func (c *Consumer) connect() (welcomed bool, err error) {
-	hctx, cancel := context.WithTimeoutCause(c.ctx, c.o.handshake, ErrNoWelcome)
+	deadline := time.Now().Add(c.o.handshake)
+	hctx, cancel := context.WithDeadline(c.ctx, deadline)
 	defer cancel()
-	var header map[string][]string
-	if c.o.header != nil {
-		if header, err = c.o.header(hctx); err != nil {
-			return false, fmt.Errorf("cable: header function: %w", err)
-		}
+	header, err := c.o.headers(hctx)
+	if err != nil {
+		return false, fmt.Errorf("cable: header function: %w", err)
 	}
 	conn, err := c.transport.Dial(hctx, &transport.Request{URL: c.url, Header: header, Subprotocols: c.offer})
 	if err != nil {
@@ -229,7 +231,7 @@ func (c *Consumer) connect() (welcomed bool, err error) {
 		conn.Close()
 		return false, fmt.Errorf("cable: %w: %q", transport.ErrUnsupportedSubprotocol, conn.Subprotocol())
 	}
-	return c.serve(conn, codec)
+	return c.serve(conn, codec, deadline)
 }
 
 func (c *Consumer) codecFor(subprotocol string) (protocol.Codec, bool) {
@@ -245,23 +247,28 @@ func (c *Consumer) codecFor(subprotocol string) (protocol.Codec, bool) {
 }
 
 // serve reads frames from conn until it fails, the consumer stops, or the
-// monitor finds it stale. It runs on the run goroutine.
-func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec) (welcomed bool, err error) {
-	ctx, cancel := context.WithCancelCause(c.ctx)
+// monitor finds it stale or unwelcomed. It runs on the run goroutine.
+// welcomeBy is when the handshake timeout ends.
+func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy time.Time) (welcomed bool, err error) {
+	// The read's context is not the consumer's: cancelling it drops the
+	// connection at once, which suits a stale one, while Close says goodbye
+	// with a close frame (see monitor).
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	l := &link{conn: conn, codec: codec}
 	var seen atomic.Uint64
-	monitorDone := make(chan struct{})
+	stopMonitor, monitorDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(monitorDone)
-		c.monitor(ctx, cancel, l, &seen)
+		c.monitor(stopMonitor, cancel, l, &seen, welcomeBy)
 	}()
 	defer func() {
-		cancel(nil)
+		close(stopMonitor)
 		<-monitorDone
-		conn.Close()
 		if welcomed {
 			c.lost(l, err)
 		}
+		conn.Close()
 	}()
 
 	var (
@@ -271,8 +278,11 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec) (welcomed bo
 	for {
 		buf, err = conn.ReadFrame(ctx, buf)
 		if err != nil {
-			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-				err = cause
+			switch {
+			case c.ctx.Err() != nil:
+				err = context.Cause(c.ctx)
+			case ctx.Err() != nil:
+				err = context.Cause(ctx)
 			}
 			return welcomed, err
 		}
@@ -282,11 +292,17 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec) (welcomed bo
 			c.frameError(derr, buf)
 			continue
 		}
+		if c.o.frameHook != nil {
+			c.o.frameHook(Frame{Raw: buf, Message: &m, Codec: codec})
+		}
 		switch m.Type {
 		case protocol.TypeWelcome:
 			if welcomed {
-				c.frameError(errors.New("cable: second welcome on one connection ignored"), buf)
-				continue
+				// Behind a proxy (the Cableway bridge), a welcome on a
+				// live connection means the proxy's own upstream was
+				// redialled: every subscription is gone there.
+				c.o.logger.Info("cable: welcome again on a live connection; resubscribing")
+				c.lost(l, errUpstreamReconnected)
 			}
 			welcomed = true
 			c.welcome(l)
@@ -299,34 +315,43 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec) (welcomed bo
 	}
 }
 
-// monitor drops the connection when no welcome arrives within the
-// handshake timeout or no frame within the stale timeout, and repeats
-// unanswered subscribes.
-func (c *Consumer) monitor(ctx context.Context, cancel context.CancelCauseFunc, l *link, seen *atomic.Uint64) {
-	tick := time.NewTicker(min(c.o.resubscribe, c.o.stale/4))
+// monitor watches one connection until stop is closed. It drops the
+// connection (cancelling the read) when no welcome arrives by welcomeBy or,
+// once welcomed, no frame within the stale timeout; it repeats unanswered
+// subscribes; and when the consumer stops it closes the connection
+// politely, which ends the read.
+func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc, l *link, seen *atomic.Uint64, welcomeBy time.Time) {
+	tick := time.NewTicker(max(min(c.o.resubscribe, c.o.stale/4), time.Millisecond))
 	defer tick.Stop()
-	start := time.Now()
-	lastSeen, lastChange := seen.Load(), start
+	handshake := time.NewTimer(time.Until(welcomeBy))
+	defer handshake.Stop()
+	lastSeen, lastChange := seen.Load(), time.Now()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return
+		case <-c.ctx.Done():
+			l.conn.Close()
+			return
+		case <-handshake.C:
+			if !c.isLive(l) {
+				cancel(fmt.Errorf("%w within %v", ErrNoWelcome, c.o.handshake))
+				return
+			}
 		case now := <-tick.C:
 			if n := seen.Load(); n != lastSeen {
 				lastSeen, lastChange = n, now
 			}
-			live := c.isLive(l)
-			switch {
-			case !live && now.Sub(start) > c.o.handshake:
-				cancel(ErrNoWelcome)
-				return
-			case now.Sub(lastChange) > c.o.stale:
+			// The stale timeout applies from the welcome on; before it the
+			// handshake timeout does.
+			if !c.isLive(l) {
+				continue
+			}
+			if now.Sub(lastChange) > c.o.stale {
 				cancel(fmt.Errorf("%w: no frame for %v", ErrStale, now.Sub(lastChange).Round(time.Millisecond)))
 				return
 			}
-			if live {
-				c.resubscribePending(l, now)
-			}
+			c.resubscribePending(l, now)
 		}
 	}
 }
@@ -427,6 +452,9 @@ func (c *Consumer) dispatch(m *protocol.Message, frame []byte) {
 	s := c.subs[string(m.Identifier)]
 	c.mu.Unlock()
 	if s == nil {
+		if c.o.frameHook != nil {
+			return // the hook's owner routes frames itself
+		}
 		c.stats.unknownIdentifier.Add(1)
 		c.o.logger.Debug("cable: frame for no subscription", "type", m.Type.String(), "identifier", string(m.Identifier))
 		return
@@ -449,6 +477,10 @@ func (c *Consumer) remove(s *Subscription) {
 	}
 	c.mu.Unlock()
 }
+
+// errUpstreamReconnected is the cause reported when a proxy's upstream
+// was redialled under a live connection.
+var errUpstreamReconnected = errors.New("cable: the server behind the proxy reconnected")
 
 // liveLink returns the live link, or nil.
 func (c *Consumer) liveLink() *link {
@@ -499,6 +531,18 @@ func (c *Consumer) resubscribePending(l *link, now time.Time) {
 	}
 }
 
+// SendCommand encodes cmd with the live connection's codec and sends it,
+// bypassing subscription bookkeeping: the server's answers reach only a
+// frame hook (see WithFrameHook). It is meant for proxies that relay
+// their clients' commands. It returns ErrNotConnected while down.
+func (c *Consumer) SendCommand(ctx context.Context, cmd *protocol.Command) error {
+	l := c.liveLink()
+	if l == nil {
+		return ErrNotConnected
+	}
+	return c.send(ctx, l, cmd)
+}
+
 // Subscribe subscribes to the channel identified by identifier (see
 // protocol.NewIdentifier) and returns once the server confirms. It fails
 // with ErrRejected when the server rejects the subscription, and with
@@ -512,11 +556,14 @@ func (c *Consumer) Subscribe(ctx context.Context, identifier string, opts ...Sub
 	if c.stopped {
 		c.mu.Unlock()
 		<-c.done
+		s.end(c.err) // stops a handler's goroutine
 		return nil, c.err
 	}
 	if _, dup := c.subs[identifier]; dup {
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", ErrDuplicateSubscription, identifier)
+		err := fmt.Errorf("%w: %s", ErrDuplicateSubscription, identifier)
+		s.end(err)
+		return nil, err
 	}
 	c.subs[identifier] = s
 	l := c.live

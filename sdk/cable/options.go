@@ -3,6 +3,7 @@ package cable
 import (
 	"context"
 	"log/slog"
+	"net/textproto"
 	"time"
 
 	"github.com/cableway/cableway/sdk/backoff"
@@ -32,6 +33,7 @@ type options struct {
 	transport    transport.Transport
 	codecs       []protocol.Codec
 	header       HeaderFunc
+	fixed        [][2]string // WithHeader's key, value pairs, keys canonical
 	logger       *slog.Logger
 	onEvent      func(Event)
 	backoff      backoff.Policy
@@ -41,6 +43,7 @@ type options struct {
 	resubscribe  time.Duration
 	bufferSize   int
 	maxEventsLag int
+	frameHook    func(Frame)
 }
 
 func defaultOptions() options {
@@ -82,25 +85,35 @@ func WithHeaderFunc(f HeaderFunc) Option {
 }
 
 // WithHeader adds a fixed handshake header, e.g. a Cookie or Authorization.
-// It is applied after WithHeaderFunc's headers.
+// It is applied after WithHeaderFunc's headers, whatever the order of the
+// options: its value is added to theirs.
 func WithHeader(key, value string) Option {
 	return func(o *options) {
-		prev := o.header
-		o.header = func(ctx context.Context) (map[string][]string, error) {
-			h := map[string][]string{}
-			if prev != nil {
-				p, err := prev(ctx)
-				if err != nil {
-					return nil, err
-				}
-				for k, v := range p {
-					h[k] = v
-				}
-			}
-			h[key] = append(h[key], value)
-			return h, nil
+		o.fixed = append(o.fixed, [2]string{textproto.CanonicalMIMEHeaderKey(key), value})
+	}
+}
+
+// headers returns the handshake headers for one attempt: the header
+// function's, then WithHeader's, in a new map with canonical keys.
+func (o *options) headers(ctx context.Context) (map[string][]string, error) {
+	if o.header == nil && len(o.fixed) == 0 {
+		return nil, nil
+	}
+	h := map[string][]string{}
+	if o.header != nil {
+		p, err := o.header(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range p {
+			ck := textproto.CanonicalMIMEHeaderKey(k)
+			h[ck] = append(h[ck], v...)
 		}
 	}
+	for _, kv := range o.fixed {
+		h[kv[0]] = append(h[kv[0]], kv[1])
+	}
+	return h, nil
 }
 
 // WithLogger sets where the consumer logs. The default discards everything.
@@ -173,6 +186,26 @@ func WithMessageBuffer(n int) Option {
 			o.bufferSize = n
 		}
 	}
+}
+
+// Frame is one frame as it arrived, for WithFrameHook.
+type Frame struct {
+	// Raw is the frame's bytes, in Codec's encoding. It is valid only
+	// during the hook call.
+	Raw []byte
+	// Message is Raw decoded (its fields alias Raw).
+	Message *protocol.Message
+	// Codec is the codec the connection speaks.
+	Codec protocol.Codec
+}
+
+// WithFrameHook sets a function called with every frame that decodes,
+// welcome and ping included, before the consumer acts on it. It runs on
+// the connection's reader goroutine and must not block; it must copy what
+// it keeps. It is meant for proxies (the Cableway bridge passes frames on
+// with it) and for tracing.
+func WithFrameHook(f func(Frame)) Option {
+	return func(o *options) { o.frameHook = f }
 }
 
 func (o *options) transportOrDefault() transport.Transport {

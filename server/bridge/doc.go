@@ -1,0 +1,29 @@
+// Package bridge serves ActionCable to clients that cannot hold a WebSocket
+// to Rails: it keeps one upstream ActionCable WebSocket per client session
+// and offers the same frames downstream over Server-Sent Events,
+// long-polling or a WebSocket, with commands coming back by POST.
+//
+// A [Bridge] is an http.Handler; mount it under any prefix with
+// http.StripPrefix. Its protocol is specified in server/PROTOCOL.md. In
+// short:
+//
+//	POST   /sessions                  open a session (dials Rails; answers after its welcome)
+//	GET    /sessions/{sid}/sse        frames as SSE events, id "<epoch>:<seq>"
+//	GET    /sessions/{sid}/poll       frames after a cursor, as JSON
+//	POST   /sessions/{sid}/send       client commands, idempotent by sequence number
+//	GET    /sessions/{sid}/ws         the session re-attached over a WebSocket at a cursor
+//	DELETE /sessions/{sid}            close the session
+//	GET    /  (WebSocket upgrade)      a plain ActionCable proxy, JSON or MessagePack
+//
+// Every frame from Rails but pings gets one sequence number from the
+// session's single upstream reader and waits in a bounded buffer until a
+// client acknowledges it (by asking for frames after it) or the buffer's
+// bounds evict it, which the client learns as a reset. Pings pass through
+// unnumbered so the consumer's stale detection works unchanged. When Rails
+// drops the upstream socket, the bridge redials and passes the new welcome
+// through; the client resubscribes as after any reconnect. The bridge never
+// subscribes on its own.
+//
+// The upstream side is an sdk/cable Consumer: the same codecs, WebSocket
+// transport, backoff and stale detection as any Cableway client.
+package bridge

@@ -1,0 +1,430 @@
+package bridge
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cableway/cableway/sdk/cable"
+	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/websocket"
+)
+
+func (b *Bridge) routes() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sessions", b.create)
+	mux.HandleFunc("GET /sessions/{sid}/sse", b.sse)
+	mux.HandleFunc("GET /sessions/{sid}/poll", b.poll)
+	mux.HandleFunc("POST /sessions/{sid}/send", b.send)
+	mux.HandleFunc("GET /sessions/{sid}/ws", b.reattach)
+	mux.HandleFunc("DELETE /sessions/{sid}", b.delete)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessions": b.Stats().Sessions})
+	})
+	mux.HandleFunc("/", b.root)
+	b.mux = mux
+}
+
+// ServeHTTP routes a request.
+func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.withOrigin(b.mux).ServeHTTP(w, r)
+}
+
+func (b *Bridge) root(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		b.proxy(w, r)
+		return
+	}
+	b.writeError(w, http.StatusNotFound, "not_found", r.URL.Path)
+}
+
+// created is the body of a 201 from POST /sessions.
+type created struct {
+	SID   string `json:"sid"`
+	Token string `json:"token"`
+	Epoch uint32 `json:"epoch"`
+	// TTL is how long, in seconds, the session survives without requests.
+	TTL int `json:"ttl"`
+	// MaxBody is the largest POST body accepted, in bytes.
+	MaxBody int64 `json:"max_body"`
+}
+
+// upstreamHeader picks the request headers the upstream handshake carries.
+func (b *Bridge) upstreamHeader(r *http.Request) map[string][]string {
+	h := map[string][]string{}
+	for _, k := range append([]string{"Cookie", "Authorization", "Origin"}, b.cfg.passHeaders...) {
+		if v := r.Header.Values(k); len(v) > 0 {
+			h[http.CanonicalHeaderKey(k)] = v
+		}
+	}
+	return h
+}
+
+func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, b.cfg.maxBodyBytes)
+	io.Copy(io.Discard, r.Body)
+	s, ok := b.openSession(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Location", "sessions/"+s.id)
+	writeJSON(w, http.StatusCreated, created{
+		SID: s.id, Token: s.token, Epoch: s.epoch,
+		TTL: int(b.cfg.sessionTTL / time.Second), MaxBody: b.cfg.maxBodyBytes,
+	})
+}
+
+// openSession dials Rails for a new session with the request's
+// credentials and returns once Rails has welcomed it. On failure it has
+// answered the request itself.
+func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
+	ip := b.cfg.clientIP(r)
+	if err := b.reserve(ip); err != nil {
+		var le *errLimit
+		errors.As(err, &le)
+		b.writeError(w, le.status, le.reason, "")
+		return nil, false
+	}
+	s := newSession(b, ip)
+	header := b.upstreamHeader(r)
+	up := b.cfg.upstream
+	if up == nil {
+		up = websocket.New(websocket.WithReadLimit(b.cfg.maxFrameBytes))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.createTimeout)
+	defer cancel()
+	c, err := cable.Dial(ctx, b.upstream,
+		cable.WithTransport(up),
+		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
+		cable.WithFrameHook(s.onFrame),
+		cable.WithBackoff(b.cfg.backoff),
+		cable.WithLogger(b.cfg.logger),
+		cable.WithEventHandler(func(e cable.Event) {
+			if e.Kind == cable.EventConnected && e.Reconnected {
+				b.stats.upstreamReconnects.Add(1)
+			}
+		}),
+	)
+	if err != nil {
+		b.unreserve(ip)
+		var (
+			de *cable.DisconnectError
+			he *transport.HandshakeError
+		)
+		switch {
+		case errors.As(err, &de) && errors.Is(err, cable.ErrUnauthorized):
+			b.writeError(w, http.StatusUnauthorized, "unauthorized", "Rails refused the connection")
+		case errors.As(err, &de):
+			b.writeError(w, http.StatusBadGateway, "upstream_disconnected", de.Error())
+		case errors.As(err, &he):
+			b.writeError(w, http.StatusBadGateway, "upstream_refused", fmt.Sprintf("Rails answered HTTP %d", he.StatusCode))
+		case ctx.Err() != nil && r.Context().Err() == nil:
+			b.writeError(w, http.StatusGatewayTimeout, "upstream_timeout", "no welcome from Rails in time")
+		default:
+			b.writeError(w, http.StatusBadGateway, "upstream_unavailable", err.Error())
+		}
+		return nil, false
+	}
+	s.up = c
+	if !b.addSession(s) {
+		c.Close()
+		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
+		return nil, false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		select {
+		case <-c.Done(): // the upstream stopped for good (its reason was sequenced)
+			s.end(errSessionEnded)
+		case <-b.ctx.Done():
+		}
+	}()
+	b.cfg.logger.Info("bridge: session created", "session", s.id, "ip", ip)
+	return s, true
+}
+
+// lookup finds the session of a request and checks its token (query
+// "token" or header "Cableway-Token"), answering the refusal itself.
+func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
+	s := b.session(r.PathValue("sid"))
+	if s == nil {
+		b.writeError(w, http.StatusNotFound, "unknown_session", "the session does not exist or has expired; create a new one")
+		return nil
+	}
+	tok := r.URL.Query().Get("token")
+	if tok == "" {
+		tok = r.Header.Get("Cableway-Token")
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+		b.writeError(w, http.StatusForbidden, "bad_token", "")
+		return nil
+	}
+	s.touch()
+	return s
+}
+
+// cursor reads the client's position: Last-Event-ID "<epoch>:<seq>" (SSE
+// resumption) or the "after" parameter (with an optional "epoch").
+func cursor(r *http.Request, s *session) (uint64, bool) {
+	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		var ok bool
+		epoch, raw, ok = strings.Cut(id, ":")
+		if !ok {
+			return 0, false
+		}
+	}
+	if epoch != "" && epoch != strconv.FormatUint(uint64(s.epoch), 10) {
+		return 0, false
+	}
+	if raw == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(raw, 10, 64)
+	return n, err == nil
+}
+
+const maxBatch = 256
+
+func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	after, ok := cursor(r, s)
+	if !ok {
+		writeReset(w, "bad_cursor")
+		rc.Flush()
+		return
+	}
+	ctx, detach := s.attach(r.Context())
+	defer detach()
+
+	buf := []byte("retry: 1000\n\n")
+	keepAlive := time.NewTicker(b.cfg.keepAlive)
+	defer keepAlive.Stop()
+	var pingSeen uint64
+	for {
+		bt, err := s.read(after, pingSeen, maxBatch)
+		if errors.Is(err, errReset) {
+			writeReset(w, "evicted")
+			rc.Flush()
+			return
+		}
+		for _, f := range bt.frames {
+			buf = fmt.Appendf(buf, "id: %d:%d\n", s.epoch, f.seq)
+			buf = appendSSEData(buf, f.data)
+			after = f.seq
+		}
+		if bt.ping != nil {
+			buf = appendSSEData(buf, bt.ping)
+		}
+		pingSeen = bt.pingN
+		if len(buf) > 0 {
+			// A client that cannot take a batch in time is cut off; it
+			// resumes from its Last-Event-ID without loss.
+			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, werr := w.Write(buf); werr != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+			b.stats.framesOut.Add(uint64(len(bt.frames)))
+			buf = buf[:0]
+		}
+		if err != nil { // ended, and everything delivered
+			return
+		}
+		if len(bt.frames) == maxBatch {
+			continue
+		}
+		werr := s.wait(ctx, after, pingSeen, keepAlive.C)
+		if ctx.Err() != nil {
+			return // client gone, or replaced by a newer downstream
+		}
+		if werr != nil {
+			buf = append(buf, ": keep-alive\n\n"...)
+		}
+	}
+}
+
+func appendSSEData(buf, data []byte) []byte {
+	// JSON frames hold no raw newlines, but split defensively: SSE joins
+	// data lines with "\n".
+	for {
+		line, rest, more := strings.Cut(string(data), "\n")
+		buf = append(buf, "data: "...)
+		buf = append(buf, line...)
+		buf = append(buf, '\n')
+		if !more {
+			break
+		}
+		data = []byte(rest)
+	}
+	return append(buf, '\n')
+}
+
+func writeReset(w io.Writer, reason string) {
+	fmt.Fprintf(w, "event: reset\ndata: {\"reason\":%q}\n\n", reason)
+}
+
+// polled is the body of a long-poll answer.
+type polled struct {
+	Epoch  uint32            `json:"epoch"`
+	Frames []json.RawMessage `json:"frames"`
+	// Next is the cursor to send as "after" in the next poll: the sequence
+	// number of the last sequenced frame in Frames (pings have none).
+	Next uint64 `json:"next"`
+	// Reset is set when the cursor's frames are gone: create a new session
+	// and resubscribe.
+	Reset bool `json:"reset,omitempty"`
+	// Ended is set when the session is over and nothing is left.
+	Ended bool `json:"ended,omitempty"`
+}
+
+func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	timeout := DefaultPollTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
+			return
+		}
+		timeout = min(time.Duration(n*float64(time.Second)), MaxPollTimeout)
+	}
+	after, ok := cursor(r, s)
+	if !ok {
+		writeJSON(w, http.StatusOK, polled{Epoch: s.epoch, Frames: []json.RawMessage{}, Reset: true})
+		return
+	}
+	ctx, detach := s.attach(r.Context())
+	defer detach()
+	pingSeen := s.pollPing()
+	if timeout > 0 {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		s.wait(wctx, after, pingSeen, nil)
+		cancel()
+	}
+	bt, err := s.read(after, pingSeen, maxBatch)
+	out := polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.frames)+1), Next: after}
+	switch {
+	case errors.Is(err, errReset):
+		out.Reset = true
+	case err != nil:
+		out.Ended = true
+	}
+	for _, f := range bt.frames {
+		out.Frames = append(out.Frames, f.data)
+		out.Next = f.seq
+	}
+	if bt.ping != nil {
+		out.Frames = append(out.Frames, bt.ping)
+		s.setPollPing(bt.pingN)
+	}
+	b.stats.framesOut.Add(uint64(len(out.Frames)))
+	writeJSON(w, http.StatusOK, out)
+}
+
+// command is one entry of a POST /send batch.
+type command struct {
+	CSeq  uint64          `json:"cseq"`
+	Frame json.RawMessage `json:"frame"`
+}
+
+func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.maxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			b.writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("limit %d bytes", mbe.Limit))
+			return
+		}
+		b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
+		return
+	}
+	var batch []command
+	if err := json.Unmarshal(body, &batch); err != nil {
+		b.writeError(w, http.StatusBadRequest, "bad_body", "want a JSON array of {cseq, frame}: "+err.Error())
+		return
+	}
+	cmds := make([]protocol.Command, len(batch))
+	for i, c := range batch {
+		frame := []byte(c.Frame)
+		var str string
+		if json.Unmarshal(frame, &str) == nil {
+			frame = []byte(str) // the frame as a JSON string
+		}
+		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
+			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: %v", i, err))
+			return
+		}
+		if c.CSeq == 0 {
+			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: cseq must be ≥ 1", i))
+			return
+		}
+	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	fresh := 0
+	for _, c := range batch {
+		if c.CSeq > s.acked {
+			fresh++
+		}
+	}
+	if !s.allowCommands(fresh) {
+		b.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", b.cfg.commandsPerSecond))
+		return
+	}
+	for i, c := range batch {
+		if c.CSeq <= s.acked {
+			continue // a retry of what was applied
+		}
+		if c.CSeq != s.acked+1 {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": "cseq_gap", "acked": s.acked})
+			b.countRefusal("cseq_gap")
+			return
+		}
+		if err := s.up.SendCommand(r.Context(), &cmds[i]); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "upstream_unavailable", "detail": err.Error(), "acked": s.acked})
+			b.countRefusal("upstream_unavailable")
+			return
+		}
+		s.acked = c.CSeq
+		b.stats.commands.Add(1)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"acked": s.acked})
+}
+
+func (b *Bridge) delete(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	b.removeSession(s)
+	w.WriteHeader(http.StatusNoContent)
+}

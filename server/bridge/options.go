@@ -1,0 +1,202 @@
+package bridge
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cableway/cableway/sdk/backoff"
+	"github.com/cableway/cableway/sdk/transport"
+)
+
+// Defaults of the Bridge options.
+const (
+	DefaultSessionTTL        = 30 * time.Second
+	DefaultQueueFrames       = 1024
+	DefaultQueueBytes        = 1 << 20
+	DefaultMaxSessions       = 10000
+	DefaultMaxSessionsPerIP  = 100
+	DefaultMaxBodyBytes      = 64 << 10
+	DefaultMaxFrameBytes     = 1 << 20
+	DefaultCommandsPerSecond = 50
+	DefaultCreateTimeout     = 10 * time.Second
+	DefaultPollTimeout       = 25 * time.Second
+	MaxPollTimeout           = 60 * time.Second
+	DefaultKeepAlive         = 15 * time.Second
+)
+
+// Option configures a Bridge.
+type Option func(*config)
+
+type config struct {
+	allowedOrigins    map[string]bool
+	passHeaders       []string
+	sessionTTL        time.Duration
+	queueFrames       int
+	queueBytes        int
+	maxSessions       int
+	maxSessionsPerIP  int
+	maxBodyBytes      int64
+	maxFrameBytes     int64
+	commandsPerSecond float64
+	createTimeout     time.Duration
+	keepAlive         time.Duration
+	logger            *slog.Logger
+	backoff           backoff.Policy
+	upstream          transport.Transport
+	clientIP          func(*http.Request) string
+}
+
+func defaultConfig() config {
+	return config{
+		allowedOrigins:    map[string]bool{},
+		sessionTTL:        DefaultSessionTTL,
+		queueFrames:       DefaultQueueFrames,
+		queueBytes:        DefaultQueueBytes,
+		maxSessions:       DefaultMaxSessions,
+		maxSessionsPerIP:  DefaultMaxSessionsPerIP,
+		maxBodyBytes:      DefaultMaxBodyBytes,
+		maxFrameBytes:     DefaultMaxFrameBytes,
+		commandsPerSecond: DefaultCommandsPerSecond,
+		createTimeout:     DefaultCreateTimeout,
+		keepAlive:         DefaultKeepAlive,
+		logger:            slog.New(slog.DiscardHandler),
+		clientIP:          remoteIP,
+	}
+}
+
+// WithAllowedOrigins sets the browser origins ("https://app.example.com")
+// allowed to use the bridge with credentials. Requests without an Origin
+// header (non-browser clients) and same-origin requests are always
+// allowed; any other origin is refused with 403 before anything reaches
+// Rails. There is no wildcard: an arbitrary origin is never reflected.
+func WithAllowedOrigins(origins ...string) Option {
+	return func(c *config) {
+		for _, o := range origins {
+			if o != "" {
+				c.allowedOrigins[o] = true
+			}
+		}
+	}
+}
+
+// WithPassHeaders names request headers, besides Cookie, Authorization
+// and Origin, that are passed to Rails on the upstream handshake.
+func WithPassHeaders(names ...string) Option {
+	return func(c *config) { c.passHeaders = append(c.passHeaders, names...) }
+}
+
+// WithSessionTTL sets how long a session lives after its last client
+// request while no client is attached (default 30 s).
+func WithSessionTTL(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.sessionTTL = d
+		}
+	}
+}
+
+// WithQueue bounds each session's buffer of unacknowledged frames (default
+// 1024 frames, 1 MiB). Beyond it the oldest frames are evicted and counted,
+// and a client asking for them gets a reset.
+func WithQueue(frames, bytes int) Option {
+	return func(c *config) {
+		if frames > 0 {
+			c.queueFrames = frames
+		}
+		if bytes > 0 {
+			c.queueBytes = bytes
+		}
+	}
+}
+
+// WithSessionLimits caps sessions in total and per client IP (defaults
+// 10000 and 100). Beyond them session creation answers 429 / 503.
+func WithSessionLimits(total, perIP int) Option {
+	return func(c *config) {
+		if total > 0 {
+			c.maxSessions = total
+		}
+		if perIP > 0 {
+			c.maxSessionsPerIP = perIP
+		}
+	}
+}
+
+// WithBodyLimit caps request bodies (default 64 KiB; larger: 413).
+func WithBodyLimit(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxBodyBytes = n
+		}
+	}
+}
+
+// WithFrameLimit caps frames in both directions (default 1 MiB).
+func WithFrameLimit(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxFrameBytes = n
+		}
+	}
+}
+
+// WithCommandRate caps client commands per second per session, with a
+// burst of twice that (default 50/s; beyond it: 429).
+func WithCommandRate(perSecond float64) Option {
+	return func(c *config) {
+		if perSecond > 0 {
+			c.commandsPerSecond = perSecond
+		}
+	}
+}
+
+// WithCreateTimeout bounds session creation: the upstream dial and its
+// welcome (default 10 s; beyond it: 504).
+func WithCreateTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.createTimeout = d
+		}
+	}
+}
+
+// WithKeepAlive sets the interval of SSE keep-alive comments (default 15 s).
+func WithKeepAlive(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.keepAlive = d
+		}
+	}
+}
+
+// WithLogger sets where the bridge logs (default: nowhere).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithUpstreamBackoff sets the upstream redial delays.
+func WithUpstreamBackoff(p backoff.Policy) Option {
+	return func(c *config) { c.backoff = p }
+}
+
+// WithUpstreamTransport sets how the upstream is dialled, e.g. a
+// websocket.Transport with a custom *http.Client for TLS to Rails.
+func WithUpstreamTransport(t transport.Transport) Option {
+	return func(c *config) { c.upstream = t }
+}
+
+// WithClientIP sets how a request's client IP is found for the per-IP
+// limit. The default is the connection's remote address; behind a trusted
+// reverse proxy, read its forwarding header here.
+func WithClientIP(f func(*http.Request) string) Option {
+	return func(c *config) {
+		if f != nil {
+			c.clientIP = f
+		}
+	}
+}

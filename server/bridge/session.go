@@ -1,0 +1,323 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cableway/cableway/sdk/cable"
+	"github.com/cableway/cableway/sdk/protocol"
+)
+
+// newID returns 128 random bits, base64url encoded (22 characters).
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics if the OS cannot supply randomness)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func newEpoch() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])&0x7fffffff | 1
+}
+
+// frame is one sequenced upstream frame, always JSON.
+type frame struct {
+	seq  uint64
+	data []byte
+}
+
+// session is one client's view of Rails: an upstream consumer, the
+// buffer of frames it produced, and the client's command sequence.
+type session struct {
+	b     *Bridge
+	id    string
+	token string
+	epoch uint32
+	ip    string
+
+	up *cable.Consumer // set once created
+
+	mu       sync.Mutex
+	frames   []frame // seq-ordered, contiguous: frames[i].seq == first+i
+	first    uint64  // seq of frames[0] (or next when empty)
+	next     uint64  // seq the next frame gets; seqs start at 1
+	bytes    int
+	evicted  uint64 // frames dropped by the bounds before being acknowledged
+	ping     []byte // the latest upstream ping frame
+	pingN    uint64 // pings seen
+	changed  chan struct{}
+	ended    error     // set when the session is over; waiters return
+	drained  bool      // ended, and a read has returned the last frame
+	lastSeen time.Time // last client request
+	attached int       // downstreams attached now
+	kick     context.CancelFunc
+	kickID   uint64
+
+	pollPingSeen uint64 // pings handed to long-poll answers
+
+	sendMu sync.Mutex // one command batch in flight
+	acked  uint64     // highest command sequence applied
+	tokens float64    // command rate bucket
+	refill time.Time
+}
+
+func newSession(b *Bridge, ip string) *session {
+	now := time.Now()
+	return &session{
+		b: b, id: newID(), token: newID(), epoch: newEpoch(), ip: ip,
+		first: 1, next: 1, changed: make(chan struct{}), lastSeen: now,
+		tokens: 2 * b.cfg.commandsPerSecond, refill: now,
+	}
+}
+
+// broadcast wakes every waiter. Call with s.mu held.
+func (s *session) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// onFrame is the upstream consumer's frame hook: it runs on the upstream
+// reader goroutine, numbers the frame and stores it.
+func (s *session) onFrame(f cable.Frame) {
+	data := f.Raw
+	if _, isJSON := f.Codec.(protocol.JSONCodec); !isJSON {
+		var err error
+		if data, err = (protocol.JSONCodec{}).AppendMessage(nil, f.Message); err != nil {
+			s.b.cfg.logger.Warn("bridge: upstream frame not representable as JSON; skipped", "session", s.id, "err", err)
+			return
+		}
+	} else {
+		data = append([]byte(nil), data...)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Message.Type == protocol.TypePing {
+		s.ping = data
+		s.pingN++
+		s.broadcast()
+		return
+	}
+	s.frames = append(s.frames, frame{seq: s.next, data: data})
+	s.next++
+	s.bytes += len(data)
+	s.b.stats.framesIn.Add(1)
+	for len(s.frames) > s.b.cfg.queueFrames || (s.bytes > s.b.cfg.queueBytes && len(s.frames) > 1) {
+		s.bytes -= len(s.frames[0].data)
+		s.frames[0] = frame{}
+		s.frames = s.frames[1:]
+		s.first++
+		s.evicted++
+		s.b.stats.evicted.Add(1)
+	}
+	if len(s.frames) == 0 {
+		s.first = s.next
+	}
+	s.broadcast()
+}
+
+// errReset means the client asked for frames that are gone: evicted, or
+// from another session epoch. It must start a new session.
+var errReset = errors.New("bridge: frames evicted; start a new session")
+
+// errSessionEnded means the upstream stopped for good (the reason was the
+// last frame delivered).
+var errSessionEnded = errors.New("bridge: session ended")
+
+// acknowledge frees frames up to and including after.
+func (s *session) acknowledgeLocked(after uint64) {
+	for len(s.frames) > 0 && s.frames[0].seq <= after {
+		s.bytes -= len(s.frames[0].data)
+		s.frames[0] = frame{}
+		s.frames = s.frames[1:]
+		s.first++
+	}
+	if len(s.frames) == 0 {
+		// Let the backing array go once drained, so idle sessions are small.
+		s.frames = nil
+		s.first = s.next
+	}
+}
+
+// batch is what a downstream gets from one read.
+type batch struct {
+	frames []frame // copies of slice headers; data is immutable
+	ping   []byte  // set when a ping newer than the caller's arrived
+	pingN  uint64
+	next   uint64 // the seq after the last frame in the session
+}
+
+// read acknowledges after and returns the frames after it (at most max),
+// plus the latest ping if the caller has not seen it.
+func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if after >= s.next {
+		return batch{}, errReset // a cursor from the future: another session's
+	}
+	if after+1 < s.first {
+		return batch{}, errReset
+	}
+	s.acknowledgeLocked(after)
+	n := min(len(s.frames), max)
+	out := batch{frames: append([]frame(nil), s.frames[:n]...), next: s.next, pingN: s.pingN}
+	if s.pingN != pingSeen {
+		out.ping = s.ping
+	}
+	if s.ended != nil {
+		if n == 0 {
+			return out, s.ended
+		}
+		if n == len(s.frames) && !s.drained {
+			s.drained = true
+			s.broadcast()
+		}
+	}
+	return out, nil
+}
+
+// errTick is wait's answer when tick fired first.
+var errTick = errors.New("bridge: tick")
+
+// wait blocks until something newer than (after, pingSeen) exists, the
+// session ends, tick fires (errTick) or ctx is done.
+func (s *session) wait(ctx context.Context, after, pingSeen uint64, tick <-chan time.Time) error {
+	for {
+		s.mu.Lock()
+		ready := s.next > after+1 || s.pingN != pingSeen || s.ended != nil
+		ch := s.changed
+		s.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick:
+			return errTick
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// attach registers a downstream; the previous one, if any, is told to go
+// (one client reads a session at a time). The returned context ends when
+// a later downstream attaches or the session ends; detach must be called.
+func (s *session) attach(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	if s.kick != nil {
+		s.kick()
+	}
+	s.kickID++
+	id := s.kickID
+	s.kick = cancel
+	s.attached++
+	s.lastSeen = time.Now()
+	s.mu.Unlock()
+	return ctx, func() {
+		cancel()
+		s.mu.Lock()
+		s.attached--
+		s.lastSeen = time.Now()
+		if s.kickID == id {
+			s.kick = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// touch records client activity.
+func (s *session) touch() {
+	s.mu.Lock()
+	s.lastSeen = time.Now()
+	s.mu.Unlock()
+}
+
+// expired reports whether the session has been idle past the TTL.
+func (s *session) expired(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached == 0 && now.Sub(s.lastSeen) > s.b.cfg.sessionTTL
+}
+
+// end marks the session over and wakes every waiter.
+func (s *session) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = err
+		s.broadcast()
+	}
+}
+
+// allowCommands takes n tokens from the session's rate bucket.
+func (s *session) allowCommands(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	rate := s.b.cfg.commandsPerSecond
+	s.tokens = min(2*rate, s.tokens+now.Sub(s.refill).Seconds()*rate)
+	s.refill = now
+	if s.tokens < float64(n) {
+		return false
+	}
+	s.tokens -= float64(n)
+	return true
+}
+
+// injectFinal appends a frame of the bridge's own (a shutdown notice) as
+// the session's last, and ends the session after it.
+func (s *session) injectFinal(data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return
+	}
+	s.frames = append(s.frames, frame{seq: s.next, data: data})
+	s.next++
+	s.bytes += len(data)
+	s.ended = errSessionEnded
+	s.broadcast()
+}
+
+// waitDrained waits until a client has been handed the session's last
+// frame, the session has no client (none attached and none seen for a
+// second: a long-poll client polls again at once), or ctx is done.
+func (s *session) waitDrained(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		idle := s.attached == 0 && time.Since(s.lastSeen) > time.Second
+		drained, ch := s.drained, s.changed
+		s.mu.Unlock()
+		if drained || idle {
+			return
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+func (s *session) pollPing() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pollPingSeen
+}
+
+func (s *session) setPollPing(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pollPingSeen = n
+}

@@ -1,0 +1,172 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	ws "github.com/coder/websocket"
+
+	"github.com/cableway/cableway/sdk/protocol"
+)
+
+// writeTimeout cuts off a downstream that cannot take a batch in time, so
+// a slow client never holds frames back from others (it resumes at its
+// cursor).
+const writeTimeout = 10 * time.Second
+
+// proxy serves a plain ActionCable WebSocket on the bridge's root: a
+// session of its own, ended when the socket closes. The client may speak
+// actioncable-v1-msgpack; Rails hears JSON.
+func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
+	s, ok := b.openSession(w, r)
+	if !ok {
+		return
+	}
+	defer b.removeSession(s)
+	b.serveWebSocket(w, r, s, 0)
+}
+
+// reattach serves an existing session over a WebSocket from a cursor, so
+// a client can move from SSE or long-poll to a WebSocket with no gap and
+// no duplicate. Sequenced frames follow in order from after+1; pings are
+// interleaved, so the client computes its cursor by counting non-ping
+// frames.
+func (b *Bridge) reattach(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	after, ok := cursor(r, s)
+	if !ok {
+		b.writeError(w, http.StatusConflict, "reset", "the cursor is from another session epoch")
+		return
+	}
+	s.mu.Lock()
+	gone := after+1 < s.first || after >= s.next
+	s.mu.Unlock()
+	if gone {
+		b.writeError(w, http.StatusConflict, "reset", "frames after the cursor were evicted; create a new session")
+		return
+	}
+	b.serveWebSocket(w, r, s, after)
+}
+
+func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, after uint64) {
+	c, err := ws.Accept(w, r, &ws.AcceptOptions{
+		Subprotocols: []string{protocol.SubprotocolMessagePack, protocol.SubprotocolJSON},
+		// The origin policy ran before the handler (withOrigin).
+		InsecureSkipVerify: true,
+		CompressionMode:    ws.CompressionNoContextTakeover,
+	})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(b.cfg.maxFrameBytes)
+	codec, _ := protocol.CodecFor(c.Subprotocol())
+	typ := ws.MessageText
+	if codec.Binary() {
+		typ = ws.MessageBinary
+	}
+
+	ctx, detach := s.attach(r.Context())
+	defer detach()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		cancel(b.readCommands(ctx, c, s, codec))
+	}()
+
+	var (
+		pingSeen uint64
+		m        protocol.Message
+		out      []byte
+	)
+	for {
+		bt, err := s.read(after, pingSeen, maxBatch)
+		if errors.Is(err, errReset) {
+			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
+			return
+		}
+		frames := bt.frames
+		for i := 0; i <= len(frames); i++ {
+			var data []byte
+			switch {
+			case i < len(frames):
+				data = frames[i].data
+			case bt.ping != nil:
+				data = bt.ping
+			default:
+				continue
+			}
+			if _, isJSON := codec.(protocol.JSONCodec); !isJSON {
+				if derr := (protocol.JSONCodec{}).DecodeMessage(data, &m); derr != nil {
+					b.cfg.logger.Warn("bridge: frame not re-encodable; skipped", "session", s.id, "err", derr)
+					continue
+				}
+				if out, err = codec.AppendMessage(out[:0], &m); err != nil {
+					b.cfg.logger.Warn("bridge: frame not re-encodable; skipped", "session", s.id, "err", err)
+					continue
+				}
+				data = out
+			}
+			wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
+			werr := c.Write(wctx, typ, data)
+			wcancel()
+			if werr != nil {
+				return
+			}
+			b.stats.framesOut.Add(1)
+			if i < len(frames) {
+				after = frames[i].seq
+			}
+		}
+		pingSeen = bt.pingN
+		if err != nil { // the session ended and all is delivered
+			c.Close(ws.StatusNormalClosure, "session ended")
+			return
+		}
+		if len(frames) == maxBatch {
+			continue
+		}
+		if s.wait(ctx, after, pingSeen, nil) != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				c.Close(ws.StatusPolicyViolation, cause.Error())
+			}
+			return
+		}
+	}
+}
+
+// readCommands relays the client's commands upstream until the socket
+// fails. A malformed command or a flood closes the socket with a reason.
+func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec protocol.Codec) error {
+	var cmd protocol.Command
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return context.Canceled
+		}
+		if err := codec.DecodeCommand(data, &cmd); err != nil {
+			b.countRefusal("bad_command")
+			return fmt.Errorf("malformed command: %w", err)
+		}
+		if !s.allowCommands(1) {
+			b.countRefusal("rate_limited")
+			return errors.New("rate limited")
+		}
+		if err := s.up.SendCommand(ctx, &cmd); err != nil {
+			// Rails is being redialled: like a WebSocket to Rails itself,
+			// the command is lost and the client learns it from the
+			// welcome that follows.
+			b.cfg.logger.Info("bridge: command dropped while upstream is down", "session", s.id, "err", err)
+			b.countRefusal("upstream_unavailable")
+			continue
+		}
+		b.stats.commands.Add(1)
+		s.touch()
+	}
+}
