@@ -47,6 +47,15 @@ type link struct {
 	codec protocol.Codec
 }
 
+// name says which transport carries l now: a fallback connection can
+// move between transports.
+func (l *link) name(t transport.Transport) string {
+	if d, ok := l.conn.(transport.Describer); ok {
+		return d.TransportName()
+	}
+	return t.Name()
+}
+
 // Stats are counters since the Consumer was created.
 type Stats struct {
 	Frames            uint64 // frames received
@@ -388,8 +397,9 @@ func (c *Consumer) welcome(l *link) {
 	if reconnected {
 		c.stats.reconnects.Add(1)
 	}
-	c.o.logger.Info("cable: connected", "transport", c.transport.Name(), "codec", l.codec.Subprotocol(), "reconnected", reconnected)
-	c.events.emit(Event{Kind: EventConnected, Transport: c.transport.Name(), Reconnected: reconnected})
+	name := l.name(c.transport)
+	c.o.logger.Info("cable: connected", "transport", name, "codec", l.codec.Subprotocol(), "reconnected", reconnected)
+	c.events.emit(Event{Kind: EventConnected, Transport: name, Reconnected: reconnected})
 	select {
 	case <-c.welcomed:
 	default:
@@ -415,7 +425,7 @@ func (c *Consumer) lost(l *link, cause error) {
 	}
 	c.mu.Unlock()
 	c.o.logger.Info("cable: disconnected", "err", cause, "will_reconnect", willReconnect)
-	c.events.emit(Event{Kind: EventDisconnected, Transport: c.transport.Name(), WillReconnect: willReconnect, Err: cause})
+	c.events.emit(Event{Kind: EventDisconnected, Transport: l.name(c.transport), WillReconnect: willReconnect, Err: cause})
 	if willReconnect {
 		for _, s := range subs {
 			s.disconnected()

@@ -9,6 +9,7 @@ import (
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
@@ -63,6 +64,16 @@ func defaultOptions() options {
 // websocket.Transport with default options.
 func WithTransport(t transport.Transport) Option {
 	return func(o *options) { o.transport = t }
+}
+
+// WithBridge makes the consumer fall back to a Cableway bridge when
+// WebSockets to Rails fail: the WebSocket goes straight to the Dial URL
+// first; Server-Sent Events, then long-polling, go through the bridge at
+// bridgeURL (e.g. "https://example.com/cable-bridge"). It is
+// WithTransport(fallback.Bridged(bridgeURL, opts...)); see package
+// fallback for the racing and upgrade rules.
+func WithBridge(bridgeURL string, opts ...fallback.Option) Option {
+	return WithTransport(fallback.Bridged(bridgeURL, opts...))
 }
 
 // WithCodecs sets the codecs to offer, most preferred first. The default

@@ -59,6 +59,13 @@ type Conn interface {
 	Close() error
 }
 
+// Describer is implemented by connections that can name the transport
+// carrying them right now; a fallback connection can move between
+// transports while it lives.
+type Describer interface {
+	TransportName() string
+}
+
 // Errors returned by transports, to be tested with errors.Is / errors.As.
 var (
 	// ErrUnsupportedSubprotocol: the server chose a subprotocol that was not

@@ -1,0 +1,184 @@
+//go:build unix
+
+package fallback_test
+
+import (
+	"context"
+	"net"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cableway/cableway/internal/railstest"
+	"github.com/cableway/cableway/sdk/cable"
+	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
+	"github.com/cableway/cableway/sdk/transport/longpoll"
+	"github.com/cableway/cableway/sdk/transport/sse"
+	"github.com/cableway/cableway/server/bridge"
+)
+
+// stack is Rails with a bridge in front.
+type stack struct {
+	rails  *railstest.Server
+	bridge string // base URL
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	rails := railstest.Start(t)
+	b := bridge.New(rails.CableURL())
+	srv := httptest.NewServer(b)
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		b.Close(ctx)
+	})
+	return &stack{rails: rails, bridge: srv.URL}
+}
+
+// refusedURL is a WebSocket URL where nothing listens.
+func refusedURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "ws://" + addr + "/cable"
+}
+
+// blackHoleURL accepts TCP connections and never answers.
+func blackHoleURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "ws://" + l.Addr().String() + "/cable"
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	changes []fallback.Change
+	events  chan cable.Event
+}
+
+func (r *recorder) onChange(c fallback.Change) {
+	r.mu.Lock()
+	r.changes = append(r.changes, c)
+	r.mu.Unlock()
+}
+
+// roundTrip subscribes, performs and receives through c.
+func roundTrip(t *testing.T, ctx context.Context, c *cable.Consumer, room string) {
+	t.Helper()
+	sub, err := c.Subscribe(ctx, protocol.MustIdentifier("ChatChannel", "room", room))
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if err := sub.Perform(ctx, "speak", map[string]string{"text": "over " + room}); err != nil {
+		t.Fatalf("Perform: %v", err)
+	}
+	select {
+	case m := <-sub.Messages():
+		var line struct{ User, Text string }
+		if err := m.Decode(&line); err != nil || line.Text != "over "+room || line.User != "alice" {
+			t.Fatalf("got %v (%v)", m, err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no broadcast")
+	}
+}
+
+func dial(t *testing.T, ctx context.Context, url string, tr transport.Transport) (*cable.Consumer, chan cable.Event) {
+	t.Helper()
+	events := make(chan cable.Event, 64)
+	c, err := cable.Dial(ctx, url, cable.WithTransport(tr),
+		cable.WithHeader("Authorization", "Bearer secret-alice"),
+		cable.WithEventHandler(func(e cable.Event) { events <- e }))
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, events
+}
+
+func connectedVia(t *testing.T, events chan cable.Event) string {
+	t.Helper()
+	for e := range events {
+		if e.Kind == cable.EventConnected {
+			return e.Transport
+		}
+	}
+	return ""
+}
+
+func TestRefusedWebSocketFallsBackToSSE(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var rec recorder
+	start := time.Now()
+	c, events := dial(t, ctx, refusedURL(t), fallback.Bridged(s.bridge, fallback.WithOnChange(rec.onChange)))
+	t.Logf("refused → open in %v", time.Since(start))
+	if via := connectedVia(t, events); via != "sse" {
+		t.Fatalf("connected via %q, want sse", via)
+	}
+	roundTrip(t, ctx, c, "refused")
+}
+
+func TestBlackHoledWebSocketFallsBackToSSE(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, events := dial(t, ctx, blackHoleURL(t), fallback.Bridged(s.bridge))
+	t.Logf("black hole → open in %v", time.Since(start))
+	if via := connectedVia(t, events); via != "sse" {
+		t.Fatalf("connected via %q, want sse", via)
+	}
+	roundTrip(t, ctx, c, "blackhole")
+}
+
+func TestLongPollOnly(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, events := dial(t, ctx, "ws://unused.invalid/cable", fallback.New([]transport.Transport{longpoll.New(s.bridge)}))
+	if via := connectedVia(t, events); via != "longpoll" {
+		t.Fatalf("connected via %q, want longpoll", via)
+	}
+	roundTrip(t, ctx, c, "poll")
+}
+
+func TestSSEOnly(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _ := dial(t, ctx, "ws://unused.invalid/cable", sse.New(s.bridge))
+	roundTrip(t, ctx, c, "sse")
+}

@@ -1,0 +1,86 @@
+package bridgeconn
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Poll is the long-poll downstream: GET /sessions/{sid}/poll in a loop,
+// each request acknowledging what the previous one returned.
+type Poll struct {
+	// Timeout is how long the bridge may hold a poll open (default 25 s).
+	Timeout time.Duration
+}
+
+// Name returns "longpoll".
+func (Poll) Name() string { return "longpoll" }
+
+type pollBody struct {
+	Frames []json.RawMessage `json:"frames"`
+	Next   uint64            `json:"next"`
+	Reset  bool              `json:"reset"`
+	Ended  bool              `json:"ended"`
+}
+
+// Run polls until ctx is done or a poll fails.
+func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 25 * time.Second
+	}
+	q := url.Values{"timeout": {strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64)}}
+	for {
+		q.Set("after", strconv.FormatUint(after, 10))
+		pctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+		status, body, err := s.doer.Do(pctx, "GET", s.URL("poll", q), nil, nil)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bridge: poll: %w", err)
+		}
+		if status != 200 {
+			return statusError(status, body)
+		}
+		var pb pollBody
+		if err := json.Unmarshal(body, &pb); err != nil {
+			return fmt.Errorf("bridge: poll: bad answer: %w", err)
+		}
+		if pb.Reset {
+			return ErrReset
+		}
+		ready()
+		// Sequenced frames come first, numbered after+1…Next; pings last.
+		seq := after
+		for _, f := range pb.Frames {
+			if isPing(f) {
+				if err := emit(0, f); err != nil {
+					return err
+				}
+				continue
+			}
+			seq++
+			if err := emit(seq, f); err != nil {
+				return err
+			}
+		}
+		if seq != pb.Next {
+			return fmt.Errorf("%w: poll returned frames up to %d but next %d", ErrReset, seq, pb.Next)
+		}
+		after = pb.Next
+		if pb.Ended {
+			return ErrReset
+		}
+	}
+}
+
+// isPing reports whether a JSON frame is an ActionCable ping, without a
+// full decode.
+func isPing(f []byte) bool {
+	var m struct {
+		Type string `json:"type"`
+	}
+	return len(f) < 64 && json.Unmarshal(f, &m) == nil && m.Type == "ping"
+}

@@ -1,0 +1,169 @@
+// Package bridgeconn is the client side of the Cableway bridge protocol
+// (server/PROTOCOL.md), shared by the SSE and long-poll transports: it
+// creates a bridge session, sends commands with idempotent sequence
+// numbers, and turns a downstream (an SSE stream, long-polls, or a
+// WebSocket re-attached at a cursor) into a transport.Conn.
+package bridgeconn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cableway/cableway/sdk/backoff"
+	"github.com/cableway/cableway/sdk/transport"
+)
+
+// Doer performs one HTTP request and reads the whole response body (up to
+// a bound). Natively it is net/http; under GOOS=js, fetch.
+type Doer interface {
+	Do(ctx context.Context, method, url string, header map[string][]string, body []byte) (status int, respBody []byte, err error)
+}
+
+// ErrReset means the bridge no longer has the frames after the client's
+// cursor (evicted, or the session is gone): the connection is over and the
+// consumer must start again (new session, resubscribe).
+var ErrReset = errors.New("bridge: session reset")
+
+// Session is a bridge session seen from the client.
+type Session struct {
+	Base  string // the bridge's base URL, without a trailing slash
+	SID   string
+	Token string
+	Epoch uint32
+
+	doer Doer
+
+	sendMu sync.Mutex
+	cseq   uint64
+}
+
+type createdBody struct {
+	SID   string `json:"sid"`
+	Token string `json:"token"`
+	Epoch uint32 `json:"epoch"`
+}
+
+type errorBody struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail"`
+	Acked  uint64 `json:"acked"`
+}
+
+// statusError turns a refusal into a transport.HandshakeError, with the
+// bridge's reason in it.
+func statusError(status int, body []byte) error {
+	var e errorBody
+	json.Unmarshal(body, &e)
+	msg := e.Error
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	if msg == "" {
+		msg = strings.TrimSpace(string(body))
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+	}
+	return &transport.HandshakeError{StatusCode: status, Err: errors.New("bridge: " + msg)}
+}
+
+// Create opens a session on the bridge at base. header carries the
+// credentials Rails expects (Cookie, Authorization); under GOOS=js the
+// browser sends cookies itself.
+func Create(ctx context.Context, doer Doer, base string, header map[string][]string) (*Session, error) {
+	base = strings.TrimRight(base, "/")
+	status, body, err := doer.Do(ctx, "POST", base+"/sessions", header, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: create session: %w", err)
+	}
+	if status != 201 {
+		return nil, statusError(status, body)
+	}
+	var c createdBody
+	if err := json.Unmarshal(body, &c); err != nil || c.SID == "" || c.Token == "" {
+		return nil, fmt.Errorf("bridge: create session: unexpected answer %.100q", body)
+	}
+	return &Session{Base: base, SID: c.SID, Token: c.Token, Epoch: c.Epoch, doer: doer}, nil
+}
+
+// URL returns the URL of one of the session's endpoints ("sse", "poll",
+// "send", "ws") with the token and extra query parameters.
+func (s *Session) URL(endpoint string, query url.Values) string {
+	if query == nil {
+		query = url.Values{}
+	}
+	query.Set("token", s.Token)
+	u := s.Base + "/sessions/" + url.PathEscape(s.SID)
+	if endpoint != "" {
+		u += "/" + endpoint
+	}
+	return u + "?" + query.Encode()
+}
+
+// sendRetry is how long Send waits between attempts while the bridge's
+// upstream is down or the network fails.
+var sendRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// Send delivers one command frame (JSON) to Rails through the bridge. It
+// retries with the same sequence number until the bridge acknowledges it,
+// the bridge refuses it for good, or ctx is done, so a command is applied
+// at most once however often it is retried. Calls are serialised.
+func (s *Session) Send(ctx context.Context, frame []byte) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	cseq := s.cseq + 1
+	body := fmt.Appendf(nil, `[{"cseq":%d,"frame":%s}]`, cseq, frame)
+	header := map[string][]string{"Content-Type": {"application/json"}}
+	for attempt := 1; ; attempt++ {
+		status, resp, err := s.doer.Do(ctx, "POST", s.URL("send", nil), header, body)
+		switch {
+		case err == nil && status == 200:
+			s.cseq = cseq
+			return nil
+		case err == nil && (status == 503 || status == 429 || status >= 500):
+			err = statusError(status, resp) // retry: upstream down, or rate limited
+		case err == nil && status == 409:
+			var e errorBody
+			json.Unmarshal(resp, &e)
+			if e.Acked >= cseq {
+				s.cseq = cseq
+				return nil
+			}
+			return fmt.Errorf("bridge: send: %w", statusError(status, resp))
+		case err == nil:
+			return fmt.Errorf("bridge: send: %w", statusError(status, resp))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("bridge: send: %w (last error: %v)", ctx.Err(), err)
+		}
+		t := time.NewTimer(sendRetry.Delay(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("bridge: send: %w (last error: %v)", ctx.Err(), err)
+		}
+	}
+}
+
+// Delete ends the session on the bridge (best effort).
+func (s *Session) Delete(ctx context.Context) {
+	s.doer.Do(ctx, "DELETE", s.URL("", nil), nil, nil)
+}
+
+// parseEventID reads an SSE id "<epoch>:<seq>".
+func parseEventID(id string, epoch uint32) (uint64, bool) {
+	e, seq, ok := strings.Cut(id, ":")
+	if !ok || e != strconv.FormatUint(uint64(epoch), 10) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	return n, err == nil
+}

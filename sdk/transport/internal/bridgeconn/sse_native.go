@@ -1,0 +1,98 @@
+//go:build !js
+
+package bridgeconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/r3labs/sse/v2"
+	"gopkg.in/cenkalti/backoff.v1"
+)
+
+// SSE is the Server-Sent Events downstream: GET /sessions/{sid}/sse.
+// Natively it uses r3labs/sse/v2's client with its own reconnection turned
+// off (Conn's loop resumes from the cursor), its buffer sized to the frame
+// limit, and the request bound to ctx.
+type SSE struct {
+	Client   *http.Client // nil: http.DefaultClient
+	MaxFrame int          // largest event accepted (default 1 MiB)
+}
+
+// Name returns "sse".
+func (SSE) Name() string { return "sse" }
+
+// errStreamEnded is a clean end of the stream: resume from the cursor.
+var errStreamEnded = errors.New("bridge: event stream ended")
+
+// Run reads one SSE response until it ends.
+func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+	maxFrame := d.MaxFrame
+	if maxFrame <= 0 {
+		maxFrame = 1 << 20
+	}
+	c := sse.NewClient(s.URL("sse", url.Values{"after": {strconv.FormatUint(after, 10)}}), sse.ClientMaxBufferSize(maxFrame+1024))
+	if d.Client != nil {
+		c.Connection = d.Client
+	}
+	c.ReconnectStrategy = &backoff.StopBackOff{}
+	var emitErr error
+	c.ResponseValidator = func(_ *sse.Client, resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return &backoff.PermanentError{Err: statusError(resp.StatusCode, nil)}
+		}
+		ready()
+		return nil
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := c.SubscribeRawWithContext(sctx, func(ev *sse.Event) {
+		if emitErr != nil {
+			return
+		}
+		switch string(ev.Event) {
+		case "", "message":
+		case "reset":
+			emitErr = ErrReset
+			cancel()
+			return
+		default:
+			return // unknown event types are for newer clients
+		}
+		if len(ev.Data) == 0 {
+			return
+		}
+		var seq uint64
+		if len(ev.ID) > 0 && !isPing(ev.Data) {
+			var ok bool
+			if seq, ok = parseEventID(string(ev.ID), s.Epoch); !ok {
+				emitErr = fmt.Errorf("%w: event id %q is not of this session", ErrReset, ev.ID)
+				cancel()
+				return
+			}
+		}
+		if err := emit(seq, ev.Data); err != nil {
+			emitErr = err
+			cancel()
+		}
+	})
+	if emitErr != nil {
+		return emitErr
+	}
+	var pe *backoff.PermanentError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errStreamEnded
+}

@@ -1,0 +1,65 @@
+// Package sse is the Server-Sent Events transport: it reaches ActionCable
+// through a Cableway bridge (server/bridge), reading frames from an event
+// stream and sending commands by POST. Use it where WebSockets are blocked
+// or broken, usually behind the fallback transport.
+//
+// A dropped stream is resumed from the last event id, invisibly to the
+// consumer; only a session the bridge no longer has ends the connection.
+// Natively it uses github.com/r3labs/sse/v2 (with its own reconnection
+// off); under GOOS=js the browser's EventSource and fetch.
+package sse
+
+import (
+	"context"
+
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/internal/bridgeconn"
+)
+
+// Transport dials bridge sessions read over SSE. It is safe for
+// concurrent use.
+type Transport struct {
+	base string
+	o    options
+}
+
+// New returns a transport for the bridge at bridgeURL (its base, e.g.
+// "https://example.com/cable-bridge"). The consumer's URL is not used:
+// the bridge knows its Rails upstream.
+func New(bridgeURL string, opts ...Option) *Transport {
+	t := &Transport{base: bridgeURL, o: options{maxFrame: 1 << 20}}
+	for _, opt := range opts {
+		opt(&t.o)
+	}
+	return t
+}
+
+// Name returns "sse".
+func (*Transport) Name() string { return "sse" }
+
+// Dial creates a bridge session with req's headers (Cookie,
+// Authorization) and starts its event stream. The session exists once Rails
+// has welcomed it; the welcome is the first frame read.
+func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
+	s, err := bridgeconn.Create(ctx, t.o.doer(), t.base, req.Header)
+	if err != nil {
+		return nil, err
+	}
+	return bridgeconn.Open(s, t.o.downstream()), nil
+}
+
+// Option configures a Transport.
+type Option func(*options)
+
+// WithMaxFrame sets the largest frame accepted (default 1 MiB).
+func WithMaxFrame(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxFrame = n
+		}
+	}
+}
+
+// Downstream returns the SSE downstream of this transport, for the
+// fallback transport's upgrade probe.
+func (t *Transport) Downstream() bridgeconn.Downstream { return t.o.downstream() }
