@@ -212,6 +212,15 @@ func appendMpInt(dst []byte, v int64) []byte {
 // error it returns dst as it was: no partial value is left appended.
 func msgpackToJSON(dst, b []byte) ([]byte, error) {
 	out, end, err := mpToJSON(dst, b, 0, 0)
+	if err != nil && err.err == errUnsupportedJSON {
+		// Malformed input is reported as such even when a value JSON
+		// cannot hold comes before the flaw.
+		if e, serr := mpSkip(b, 0); serr != nil {
+			err = serr
+		} else if e != len(b) {
+			return dst, &DecodeError{Codec: SubprotocolMessagePack, Offset: e, Detail: "data after the value", Err: ErrMalformed}
+		}
+	}
 	if err != nil {
 		return dst, &DecodeError{Codec: SubprotocolMessagePack, Offset: err.off, Detail: err.err.Error(), Err: transcodeSentinel(err.err)}
 	}
@@ -362,6 +371,15 @@ func mpToJSON(dst, b []byte, i, depth int) ([]byte, int, *mpErr) {
 func jsonToMsgpack(dst, b []byte) ([]byte, error) {
 	start := skipWS(b, 0)
 	out, end, err := jsToMp(dst, b, start, 0)
+	if err != nil && err.err == errUnsupportedJSON {
+		// Malformed input is reported as such even when a number out of
+		// range comes before the flaw.
+		if end, serr := skipValue(b, start, 0); serr != nil {
+			err = serr
+		} else if i := skipWS(b, end); i != len(b) {
+			err = &jsonErr{i, errJSONSyntax}
+		}
+	}
 	if err == nil {
 		if i := skipWS(b, end); i != len(b) {
 			err = &jsonErr{i, errJSONSyntax}

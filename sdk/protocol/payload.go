@@ -75,11 +75,24 @@ func (p Payload) Clone() Payload {
 // Decode unmarshals the payload into v: with encoding/json for JSON
 // payloads, with vmihailenco/msgpack for MessagePack ones. MessagePack
 // decoding honours `json` struct tags, so one struct serves both codecs.
+// A MessagePack payload must be exactly one well-formed value.
 func (p Payload) Decode(v any) error {
 	switch p.format {
 	case FormatJSON:
 		return json.Unmarshal(p.raw, v)
 	case FormatMessagePack:
+		// Check the structure first: the msgpack library allocates what an
+		// array header claims before reading the elements (a 6-byte value
+		// can ask for 32 GiB when decoded into an interface). Once every
+		// length is known to fit in the input, allocations are bounded by
+		// the input's size.
+		end, err := mpSkip(p.raw, 0)
+		if err != nil {
+			return mpDecodeError(err, "payload")
+		}
+		if end != len(p.raw) {
+			return &DecodeError{Codec: SubprotocolMessagePack, Offset: end, Detail: "data after the payload", Err: ErrMalformed}
+		}
 		dec := msgpack.NewDecoder(bytes.NewReader(p.raw))
 		dec.SetCustomStructTag("json")
 		return dec.Decode(v)
