@@ -2,7 +2,7 @@
 # Both install what they need (Debian packages) when it is missing.
 
 GO       ?= go
-APT_PKGS := ruby ruby-railties ruby-actioncable puma curl
+APT_PKGS := ruby ruby-railties ruby-actioncable puma curl nginx-light
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 5s
 
@@ -20,6 +20,7 @@ test: deps check unit fuzz
 ## deps: install the Debian packages the tests and the demo need, if missing
 deps:
 	@if ! command -v puma >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || \
+	    ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || \
 	    ! ruby -e 'require "action_cable"' >/dev/null 2>&1; then \
 	  echo "installing $(APT_PKGS)"; \
 	  $(SUDO) apt-get update -q && \

@@ -4,7 +4,11 @@ package websocket
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	ws "github.com/coder/websocket"
 
@@ -35,18 +39,33 @@ func WithCompression(mode ws.CompressionMode, threshold int) Option {
 	return func(o *options) { o.compress, o.threshold = mode, threshold }
 }
 
-func (t *Transport) dial(ctx context.Context, req *transport.Request) (*ws.Conn, error) {
+func (t *Transport) dial(ctx context.Context, req *transport.Request) (*ws.Conn, io.Closer, error) {
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
-		h[http.CanonicalHeaderKey(k)] = v
+		ck := http.CanonicalHeaderKey(k)
+		h[ck] = append(h[ck], v...) // "cookie" and "Cookie" both count
+	}
+	if c := h["Cookie"]; len(c) > 1 {
+		// One Cookie line, as RFC 6265 §5.4 asks of clients.
+		h["Cookie"] = []string{strings.Join(c, "; ")}
 	}
 	if h.Get("Origin") == "" {
 		if o := originFor(req.URL); o != "" {
 			h.Set("Origin", o)
 		}
 	}
+	client := t.o.httpClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	hooked := *client
+	hook := &upgradeHook{base: hooked.Transport, offered: req.Subprotocols}
+	if hook.base == nil {
+		hook.base = http.DefaultTransport
+	}
+	hooked.Transport = hook
 	c, resp, err := ws.Dial(ctx, req.URL, &ws.DialOptions{
-		HTTPClient:           t.o.httpClient,
+		HTTPClient:           &hooked,
 		HTTPHeader:           h,
 		Subprotocols:         req.Subprotocols,
 		CompressionMode:      t.o.compress,
@@ -55,13 +74,48 @@ func (t *Transport) dial(ctx context.Context, req *transport.Request) (*ws.Conn,
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 			if serr := checkSubprotocol(req.Subprotocols, resp.Header.Get("Sec-WebSocket-Protocol")); serr != nil {
-				return nil, serr
+				return nil, nil, serr
 			}
 		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, &transport.HandshakeError{StatusCode: resp.StatusCode, Err: err}
+			return nil, nil, &transport.HandshakeError{StatusCode: resp.StatusCode, Err: err}
 		}
+		return nil, nil, redactURLError(err)
+	}
+	return c, hook.stream, nil
+}
+
+// upgradeHook wraps the HTTP client's RoundTripper for one dial. It refuses
+// an unoffered subprotocol as soon as the 101 arrives (coder/websocket
+// would first wait up to 3 s for the body of the failed handshake), and it
+// keeps the upgraded stream, so that Close can cut a connection whose peer
+// never answers the close frame (coder/websocket waits 5 s for it).
+type upgradeHook struct {
+	base    http.RoundTripper
+	offered []string
+	stream  io.Closer
+}
+
+func (h *upgradeHook) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		return resp, err
+	}
+	if err := checkSubprotocol(h.offered, resp.Header.Get("Sec-WebSocket-Protocol")); err != nil {
+		resp.Body.Close()
 		return nil, err
 	}
-	return c, nil
+	h.stream = resp.Body
+	return resp, nil
+}
+
+// redactURLError rewrites the *url.Error that net/http puts in dial errors
+// (Get "http://host/cable?token=…": connection refused), whose URL
+// keeps the query, where tokens travel.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	return &url.Error{Op: ue.Op, URL: redact(ue.URL), Err: ue.Err}
 }

@@ -55,14 +55,14 @@ func (*Transport) Name() string { return "websocket" }
 // was not offered, and with a *transport.HandshakeError when the server
 // answers with an HTTP status.
 func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
-	c, err := t.dial(ctx, req)
+	c, stream, err := t.dial(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: dial %s: %w", redact(req.URL), err)
 	}
 	// coder/websocket's limit closes with 1009 on the byte after it; ours
 	// reports the error first, so give it one byte of room.
 	c.SetReadLimit(t.o.readLimit + 1)
-	return &conn{ws: c, limit: t.o.readLimit, binary: isBinary(c.Subprotocol())}, nil
+	return &conn{ws: c, stream: stream, limit: t.o.readLimit, binary: isBinary(c.Subprotocol())}, nil
 }
 
 func isBinary(subprotocol string) bool { return subprotocol == "actioncable-v1-msgpack" }
@@ -102,6 +102,7 @@ func checkSubprotocol(offered []string, chosen string) error {
 // conn adapts a coder/websocket connection to transport.Conn.
 type conn struct {
 	ws     *ws.Conn
+	stream io.Closer // the upgraded HTTP stream under ws; nil under GOOS=js
 	limit  int64
 	binary bool
 
@@ -143,7 +144,7 @@ func (c *conn) ReadFrame(ctx context.Context, buf []byte) ([]byte, error) {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > c.limit {
-			c.ws.Close(ws.StatusMessageTooBig, "frame exceeds the read limit")
+			c.close(ws.StatusMessageTooBig, "frame exceeds the read limit")
 			return buf[:0], fmt.Errorf("websocket: %w (%d bytes)", transport.ErrFrameTooLarge, c.limit)
 		}
 		if err == io.EOF {
@@ -169,22 +170,33 @@ func (c *conn) WriteFrame(ctx context.Context, frame []byte) error {
 // Close sends a normal close frame and waits up to 2 s for the peer's
 // answer before dropping the connection.
 func (c *conn) Close() error {
+	c.close(ws.StatusNormalClosure, "")
+	return nil
+}
+
+// close closes the connection once, with a close frame carrying code and
+// reason, waiting at most closeTimeout for the peer's answer.
+func (c *conn) close(code ws.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			c.ws.Close(ws.StatusNormalClosure, "")
+			c.ws.Close(code, reason)
 		}()
 		t := time.NewTimer(closeTimeout)
 		defer t.Stop()
 		select {
 		case <-done:
 		case <-t.C:
+			// ws.Close waits 5 s for the peer's close frame, and CloseNow
+			// only waits for it to finish: cut the stream under it.
+			if c.stream != nil {
+				c.stream.Close()
+			}
 			c.ws.CloseNow()
 			<-done
 		}
 	})
-	return nil
 }
 
 // mapErr turns coder/websocket errors into the transport's.
@@ -201,4 +213,3 @@ func (c *conn) mapErr(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("websocket: %w", err)
 }
-

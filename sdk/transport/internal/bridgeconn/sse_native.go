@@ -4,6 +4,7 @@ package bridgeconn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -65,6 +66,15 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 			return // unknown event types are for newer clients
 		}
 		if len(ev.Data) == 0 {
+			return
+		}
+		// r3labs/sse hands over whatever it holds when the connection
+		// drops, so the last "event" can be cut mid-frame. A complete
+		// frame is complete JSON; anything else ends this stream, and the
+		// resume from the cursor fetches the frame whole.
+		if !json.Valid(ev.Data) {
+			emitErr = errStreamEnded
+			cancel()
 			return
 		}
 		var seq uint64
