@@ -41,7 +41,7 @@ func newStack(t *testing.T) *stack {
 }
 
 // refusedURL is a WebSocket URL where nothing listens.
-func refusedURL(t *testing.T) string {
+func refusedURL(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func refusedURL(t *testing.T) string {
 }
 
 // blackHoleURL accepts TCP connections and never answers.
-func blackHoleURL(t *testing.T) string {
+func blackHoleURL(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
