@@ -233,6 +233,11 @@ func (c *Conn) Subprotocol() string { return protocol.SubprotocolJSON }
 
 // ReadFrame returns the next frame.
 func (c *Conn) ReadFrame(ctx context.Context, buf []byte) ([]byte, error) {
+	if errors.Is(context.Cause(c.ctx), transport.ErrClosed) {
+		return buf[:0], fmt.Errorf("bridge: %w", context.Cause(c.ctx))
+	}
+	// Frames already received are delivered before a failure (not a
+	// Close) is reported.
 	select {
 	case f := <-c.frames:
 		return append(buf[:0], f...), nil
