@@ -11,6 +11,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // Consumer is a connection to an ActionCable server that keeps itself
@@ -92,6 +93,12 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.events = newEventQueue(o.onEvent, o.maxEventsLag, o.logger)
+	if o.bridgeURL != "" {
+		c.transport = fallback.Bridged(o.bridgeURL, append(o.bridgeOpts, fallback.WithOnChange(func(ch fallback.Change) {
+			c.o.logger.Info("cable: transport changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
+			c.events.emit(Event{Kind: EventTransportChanged, Transport: ch.To, From: ch.From, Err: ch.Reason})
+		}))...)
+	}
 
 	lastErr := make(chan error, 1)
 	go c.run(lastErr)

@@ -21,6 +21,10 @@ const (
 	EventFrameError
 	// EventStopped: the consumer stopped for good (Err says why).
 	EventStopped
+	// EventTransportChanged: the connection moved from one transport to
+	// another (From → Transport): a fallback when Err is set, an upgrade
+	// by the background probe when it is nil.
+	EventTransportChanged
 )
 
 func (k EventKind) String() string {
@@ -35,6 +39,8 @@ func (k EventKind) String() string {
 		return "frame error"
 	case EventStopped:
 		return "stopped"
+	case EventTransportChanged:
+		return "transport changed"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -44,6 +50,8 @@ type Event struct {
 	Kind EventKind
 	// Transport is the name of the transport involved ("websocket").
 	Transport string
+	// From is the previous transport, on EventTransportChanged.
+	From string
 	// Reconnected is set on EventConnected after the first connection.
 	Reconnected bool
 	// WillReconnect is set on EventDisconnected when a reconnect follows.
@@ -64,6 +72,8 @@ func (e Event) String() string {
 		s += fmt.Sprintf(" (will reconnect %v)", e.WillReconnect)
 	case EventReconnecting:
 		s += fmt.Sprintf(" attempt %d in %v", e.Attempt, e.Delay.Round(time.Millisecond))
+	case EventTransportChanged:
+		s += fmt.Sprintf(" %s → %s", e.From, e.Transport)
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

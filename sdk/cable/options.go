@@ -45,6 +45,8 @@ type options struct {
 	bufferSize   int
 	maxEventsLag int
 	frameHook    func(Frame)
+	bridgeURL    string
+	bridgeOpts   []fallback.Option
 }
 
 func defaultOptions() options {
@@ -63,17 +65,22 @@ func defaultOptions() options {
 // WithTransport sets how connections are made. The default is a
 // websocket.Transport with default options.
 func WithTransport(t transport.Transport) Option {
-	return func(o *options) { o.transport = t }
+	return func(o *options) { o.transport, o.bridgeURL = t, "" }
 }
 
 // WithBridge makes the consumer fall back to a Cableway bridge when
 // WebSockets to Rails fail: the WebSocket goes straight to the Dial URL
 // first; Server-Sent Events, then long-polling, go through the bridge at
 // bridgeURL (e.g. "https://example.com/cable-bridge"). It is
-// WithTransport(fallback.Bridged(bridgeURL, opts...)); see package
+// WithTransport(fallback.Bridged(bridgeURL, opts...)) plus events; see package
 // fallback for the racing and upgrade rules.
+//
+// Moves between transports are reported as EventTransportChanged.
 func WithBridge(bridgeURL string, opts ...fallback.Option) Option {
-	return WithTransport(fallback.Bridged(bridgeURL, opts...))
+	return func(o *options) {
+		o.transport = nil
+		o.bridgeURL, o.bridgeOpts = bridgeURL, opts
+	}
 }
 
 // WithCodecs sets the codecs to offer, most preferred first. The default

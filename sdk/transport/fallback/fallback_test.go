@@ -182,3 +182,32 @@ func TestSSEOnly(t *testing.T) {
 	c, _ := dial(t, ctx, "ws://unused.invalid/cable", sse.New(s.bridge))
 	roundTrip(t, ctx, c, "sse")
 }
+
+func TestWithBridgeReportsTransportChange(t *testing.T) {
+	s := newStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events := make(chan cable.Event, 64)
+	c, err := cable.Dial(ctx, refusedURL(t), cable.WithBridge(s.bridge),
+		cable.WithHeader("Authorization", "Bearer secret-alice"),
+		cable.WithEventHandler(func(e cable.Event) { events <- e }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for e := range events {
+		if e.Kind == cable.EventConnected {
+			t.Fatalf("connected (%v) before the transport change was reported", e)
+		}
+		if e.Kind == cable.EventTransportChanged {
+			if e.From != "websocket" || e.Transport != "sse" || e.Err == nil {
+				t.Fatalf("change event %v, want websocket → sse with the refusal as reason", e)
+			}
+			break
+		}
+	}
+	if e := <-events; e.Kind != cable.EventConnected || e.Transport != "sse" {
+		t.Fatalf("then %v, want connected via sse", e)
+	}
+	roundTrip(t, ctx, c, "events")
+}
