@@ -1,0 +1,84 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cableway/cableway/server/bridge"
+)
+
+// Metric names, all under the cableway_bridge_ prefix.
+const metricsNamespace = "cableway_bridge"
+
+// statsCollector turns bridge.Stats into Prometheus metrics at scrape
+// time: the bridge keeps the counters, so nothing here is mutable state.
+type statsCollector struct {
+	stats func() bridge.Stats
+
+	sessions, created, framesIn, framesOut, evicted, commands, reconnects, refusals *prometheus.Desc
+}
+
+func newStatsCollector(stats func() bridge.Stats) *statsCollector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help, labels, nil)
+	}
+	return &statsCollector{
+		stats:      stats,
+		sessions:   desc("sessions", "Sessions open now (each holds one upstream ActionCable connection)."),
+		created:    desc("sessions_created_total", "Sessions created since start (bridge sessions and plain WebSocket proxies)."),
+		framesIn:   desc("frames_in_total", "Sequenced frames received from upstream (pings excluded)."),
+		framesOut:  desc("frames_out_total", "Frames written to clients."),
+		evicted:    desc("frames_evicted_total", "Frames dropped by the session buffer bounds before a client acknowledged them."),
+		commands:   desc("commands_total", "Client commands relayed upstream."),
+		reconnects: desc("upstream_reconnects_total", "Upstream connections redialled after a loss."),
+		refusals:   desc("refusals_total", "Requests and commands refused, by reason.", "reason"),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.sessions, c.created, c.framesIn, c.framesOut, c.evicted, c.commands, c.reconnects, c.refusals} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats() // one snapshot for the whole scrape
+	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(s.Sessions))
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.created, s.SessionsCreated)
+	counter(c.framesIn, s.FramesIn)
+	counter(c.framesOut, s.FramesOut)
+	counter(c.evicted, s.Evicted)
+	counter(c.commands, s.Commands)
+	counter(c.reconnects, s.UpstreamReconnects)
+	reasons := make([]string, 0, len(s.Refused))
+	for r := range s.Refused {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		counter(c.refusals, s.Refused[r], r)
+	}
+}
+
+// metricsHandler serves the bridge's metrics, plus the Go runtime's and
+// the process's, from a registry of its own.
+func metricsHandler(b *bridge.Bridge, logger *slog.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newStatsCollector(b.Stats),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+}
