@@ -71,14 +71,14 @@ func TestDialSendsHeaders(t *testing.T) {
 	s := cabletest.Start(t)
 	req := jsonReq(s.URL + "?token=secret")
 	req.Header = map[string][]string{
-		"Cookie":        {"session=abc"},
+		"Cookie":        {"session=abc", "theme=dark"},
 		"authorization": {"Bearer t0k"}, // not canonical: the transport fixes it
 		"X-Custom":      {"one", "two"},
 	}
 	dial(t, websocket.New(), req)
 	h := nextConn(t, s).Header()
-	if got := h.Get("Cookie"); got != "session=abc" {
-		t.Errorf("Cookie = %q", got)
+	if got := h.Values("Cookie"); len(got) != 1 || got[0] != "session=abc; theme=dark" {
+		t.Errorf("Cookie = %q, want one line", got)
 	}
 	if got := h.Get("Authorization"); got != "Bearer t0k" {
 		t.Errorf("Authorization = %q", got)
@@ -90,7 +90,7 @@ func TestDialSendsHeaders(t *testing.T) {
 	if got := h.Get("Origin"); got != wantOrigin {
 		t.Errorf("Origin = %q, want %q", got, wantOrigin)
 	}
-	if req.Header["authorization"][0] != "Bearer t0k" || len(req.Header) != 3 {
+	if req.Header["authorization"][0] != "Bearer t0k" || len(req.Header) != 3 || len(req.Header["Cookie"]) != 2 {
 		t.Errorf("Dial modified the request's headers: %v", req.Header)
 	}
 }
