@@ -144,41 +144,6 @@ func BenchmarkReceive(b *testing.B) {
 	b.Run("b-naive-json-unmarshal", func(b *testing.B) { benchRaw(b, true) })
 	b.Run("c-consumer-json", func(b *testing.B) { benchConsumer(b, protocol.JSONCodec{}) })
 	b.Run("d-consumer-msgpack", func(b *testing.B) { benchConsumer(b, protocol.MessagePackCodec{}) })
-	b.Run("e-consumer-json-handler", func(b *testing.B) { benchHandler(b, protocol.JSONCodec{}) })
-}
-
-// benchHandler is (c) with WithHandler callbacks instead of the channel.
-func benchHandler(b *testing.B, codec protocol.Codec) {
-	f := newFeeder(b, codec, true)
-	f.n = b.N
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := cable.Dial(ctx, f.url(), cable.WithCodecs(codec), cable.WithStaleTimeout(time.Minute))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	all := make(chan struct{})
-	n := 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	sub, err := c.Subscribe(ctx, benchIdentifier, cable.WithBuffer(1<<16), cable.WithHandler(cable.Handler{
-		Received: func(protocol.Payload) {
-			if n++; n == b.N {
-				close(all)
-			}
-		},
-	}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	select {
-	case <-all:
-	case <-ctx.Done():
-		b.Fatal("timed out; dropped:", sub.Dropped())
-	}
-	reportRate(b, start)
 }
 
 func benchRaw(b *testing.B, unmarshal bool) {
