@@ -622,10 +622,11 @@ type eventQueue struct {
 }
 
 func newEventQueue(fn func(Event), size int, logger *slog.Logger) *eventQueue {
-	q := &eventQueue{fn: fn, logger: logger, ch: make(chan Event, size)}
+	q := &eventQueue{fn: fn, logger: logger}
 	if fn == nil {
-		return q
+		return q // no channel, no goroutine: consumers without a handler stay small
 	}
+	q.ch = make(chan Event, size)
 	go func() {
 		for e := range q.ch {
 			fn(e)
