@@ -30,6 +30,7 @@ func (b *Bridge) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessions": b.Stats().Sessions})
 	})
 	mux.HandleFunc("/", b.root)
+	b.compatRoutes(mux)
 	b.mux = mux
 }
 
@@ -216,12 +217,16 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	ctx, detach := s.attach(r.Context())
 	defer detach()
 
+	// Frames written are not acknowledged: a broken stream loses what the
+	// client had not read yet, and it resumes from its Last-Event-ID. Only
+	// that cursor frees frames; the buffer's bounds evict the rest.
+	ack := after
 	buf := []byte("retry: 1000\n\n")
 	keepAlive := time.NewTicker(b.cfg.keepAlive)
 	defer keepAlive.Stop()
 	var pingSeen uint64
 	for {
-		bt, err := s.read(after, pingSeen, maxBatch)
+		bt, err := s.readFrom(ack, after, pingSeen, maxBatch)
 		if errors.Is(err, errReset) {
 			writeReset(w, "evicted")
 			rc.Flush()

@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cableway/cableway/sdk/backoff"
@@ -23,6 +25,7 @@ const (
 	DefaultPollTimeout       = 25 * time.Second
 	MaxPollTimeout           = 60 * time.Second
 	DefaultKeepAlive         = 15 * time.Second
+	DefaultCompatPrefix      = "/events/"
 )
 
 // Option configures a Bridge.
@@ -45,6 +48,7 @@ type config struct {
 	backoff           backoff.Policy
 	upstream          transport.Transport
 	clientIP          func(*http.Request) string
+	compatPrefix      string
 }
 
 func defaultConfig() config {
@@ -62,6 +66,7 @@ func defaultConfig() config {
 		keepAlive:         DefaultKeepAlive,
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
+		compatPrefix:      DefaultCompatPrefix,
 	}
 }
 
@@ -198,5 +203,36 @@ func WithClientIP(f func(*http.Request) string) Option {
 		if f != nil {
 			c.clientIP = f
 		}
+	}
+}
+
+// WithCompatPrefix sets the path under which the bridge serves the HTTP API
+// of actioncable-to-eventsource (default "/events/": a session lives at
+// /events/{events-id}; see server/COMPAT.md). A missing leading or trailing
+// slash is added; "" turns that API off. The prefix must be a plain path
+// (letters, digits, '-', '.', '_', '~' and '/'): New panics otherwise,
+// as http.ServeMux would.
+func WithCompatPrefix(prefix string) Option {
+	return func(c *config) {
+		if prefix == "" {
+			c.compatPrefix = ""
+			return
+		}
+		if !strings.HasPrefix(prefix, "/") {
+			prefix = "/" + prefix
+		}
+		if !strings.HasSuffix(prefix, "/") {
+			prefix += "/"
+		}
+		if prefix == "/" {
+			panic(`bridge: WithCompatPrefix("/"): the root is the bridge's own`)
+		}
+		for _, r := range prefix {
+			if !(r == '/' || r == '-' || r == '.' || r == '_' || r == '~' ||
+				'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+				panic(fmt.Sprintf("bridge: WithCompatPrefix(%q): not a plain path", prefix))
+			}
+		}
+		c.compatPrefix = prefix
 	}
 }

@@ -97,6 +97,9 @@ func (s *session) onFrame(f cable.Frame) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ended != nil {
+		return // after the last frame (Close's notice): nothing follows it
+	}
 	if f.Message.Type == protocol.TypePing {
 		s.ping = data
 		s.pingN++
@@ -155,6 +158,13 @@ type batch struct {
 // read acknowledges after and returns the frames after it (at most max),
 // plus the latest ping if the caller has not seen it.
 func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
+	return s.readFrom(after, after, pingSeen, max)
+}
+
+// readFrom is read for a downstream whose client acknowledges less than
+// it was sent: it frees frames up to ack (at most after) only, so that a
+// client whose stream broke can resume from the last frame it received.
+func (s *session) readFrom(ack, after, pingSeen uint64, max int) (batch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if after >= s.next {
@@ -163,9 +173,10 @@ func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
 	if after+1 < s.first {
 		return batch{}, errReset
 	}
-	s.acknowledgeLocked(after)
-	n := min(len(s.frames), max)
-	out := batch{frames: append([]frame(nil), s.frames[:n]...), next: s.next, pingN: s.pingN}
+	s.acknowledgeLocked(min(ack, after))
+	pending := s.frames[after+1-s.first:]
+	n := min(len(pending), max)
+	out := batch{frames: append([]frame(nil), pending[:n]...), next: s.next, pingN: s.pingN}
 	if s.pingN != pingSeen {
 		out.ping = s.ping
 	}
@@ -173,7 +184,7 @@ func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
 		if n == 0 {
 			return out, s.ended
 		}
-		if n == len(s.frames) && !s.drained {
+		if n == len(pending) && !s.drained {
 			s.drained = true
 			s.broadcast()
 		}

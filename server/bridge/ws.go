@@ -26,7 +26,7 @@ func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.removeSession(s)
-	b.serveWebSocket(w, r, s, 0)
+	b.serveWebSocket(w, r, s, 0, false)
 }
 
 // reattach serves an existing session over a WebSocket from a cursor, so
@@ -51,10 +51,14 @@ func (b *Bridge) reattach(w http.ResponseWriter, r *http.Request) {
 		b.writeError(w, http.StatusConflict, "reset", "frames after the cursor were evicted; create a new session")
 		return
 	}
-	b.serveWebSocket(w, r, s, after)
+	b.serveWebSocket(w, r, s, after, true)
 }
 
-func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, after uint64) {
+// serveWebSocket relays the session's frames after the cursor. With
+// retain, frames written are not acknowledged (only the cursor is), so
+// that the client can resume elsewhere from the last frame it received
+// when the socket breaks; the proxy's session ends with its socket.
+func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, after uint64, retain bool) {
 	c, err := ws.Accept(w, r, &ws.AcceptOptions{
 		Subprotocols: []string{protocol.SubprotocolMessagePack, protocol.SubprotocolJSON},
 		// The origin policy ran before the handler (withOrigin).
@@ -85,8 +89,12 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		m        protocol.Message
 		out      []byte
 	)
+	ack := after
 	for {
-		bt, err := s.read(after, pingSeen, maxBatch)
+		if !retain {
+			ack = after
+		}
+		bt, err := s.readFrom(ack, after, pingSeen, maxBatch)
 		if errors.Is(err, errReset) {
 			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
 			return

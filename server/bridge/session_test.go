@@ -1,0 +1,158 @@
+//go:build unix
+
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cableway/cableway/sdk/cable"
+	"github.com/cableway/cableway/sdk/protocol"
+)
+
+// Unit tests of the session buffer, driven through the upstream frame
+// hook without any network.
+
+func testSession(t *testing.T, opts ...Option) *session {
+	t.Helper()
+	b := New("ws://127.0.0.1:1/cable", opts...)
+	t.Cleanup(func() { b.Close(context.Background()) })
+	return newSession(b, "127.0.0.1")
+}
+
+func upstreamFrame(s *session, raw string) {
+	var m protocol.Message
+	if err := (protocol.JSONCodec{}).DecodeMessage([]byte(raw), &m); err != nil {
+		panic(err)
+	}
+	s.onFrame(cable.Frame{Raw: []byte(raw), Message: &m, Codec: protocol.JSONCodec{}})
+}
+
+func number(n int) string {
+	return fmt.Sprintf(`{"identifier":"{\"channel\":\"NumbersChannel\"}","message":{"n":%d}}`, n)
+}
+
+func seqs(bt batch) []uint64 {
+	var out []uint64
+	for _, f := range bt.frames {
+		out = append(out, f.seq)
+	}
+	return out
+}
+
+func TestSessionBuffer(t *testing.T) {
+	s := testSession(t, WithQueue(4, 0))
+	upstreamFrame(s, `{"type":"welcome"}`)
+	upstreamFrame(s, `{"type":"ping","message":1}`)
+	for n := range 3 {
+		upstreamFrame(s, number(n))
+	}
+	bt, err := s.read(0, 0, 100)
+	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" || string(bt.ping) != `{"type":"ping","message":1}` || bt.next != 5 {
+		t.Fatalf("read(0): %v %v ping %s next %d", seqs(bt), err, bt.ping, bt.next)
+	}
+	// A ping the caller has seen is not repeated.
+	if bt, _ := s.read(0, bt.pingN, 100); bt.ping != nil {
+		t.Errorf("seen ping repeated")
+	}
+	// Reading after 2 acknowledges 1 and 2.
+	if bt, err := s.read(2, 1, 100); err != nil || fmt.Sprint(seqs(bt)) != "[3 4]" {
+		t.Fatalf("read(2): %v %v", seqs(bt), err)
+	}
+	if _, err := s.read(1, 1, 100); !errors.Is(err, errReset) {
+		t.Errorf("read from an acknowledged cursor: %v, want reset", err)
+	}
+	if _, err := s.read(5, 1, 100); !errors.Is(err, errReset) {
+		t.Errorf("read from the future: %v, want reset", err)
+	}
+	// Bounds: 4 frames; the oldest unacknowledged ones go.
+	for n := 3; n < 8; n++ {
+		upstreamFrame(s, number(n))
+	}
+	if s.evicted != 3 {
+		t.Errorf("evicted %d, want 3", s.evicted)
+	}
+	if _, err := s.read(2, 1, 100); !errors.Is(err, errReset) {
+		t.Errorf("read from an evicted cursor: %v, want reset", err)
+	}
+	if bt, err := s.read(5, 1, 2); err != nil || fmt.Sprint(seqs(bt)) != "[6 7]" {
+		t.Errorf("read(5, max 2): %v %v", seqs(bt), err)
+	}
+	if bt, err := s.read(9, 1, 100); err != nil || len(bt.frames) != 0 || s.frames != nil {
+		t.Errorf("read at the end: %v %v; buffer %v", seqs(bt), err, s.frames)
+	}
+}
+
+// TestSessionFinalFrameIsLast: after Close has appended its
+// server_restart notice, frames still coming from upstream (Rails does
+// not stop broadcasting) must not follow it.
+func TestSessionFinalFrameIsLast(t *testing.T) {
+	s := testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	upstreamFrame(s, number(1))
+	s.injectFinal([]byte(`{"type":"disconnect","reason":"server_restart","reconnect":true}`))
+	upstreamFrame(s, number(2)) // in flight when Close began
+	bt, err := s.read(0, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bt.frames); n != 3 || string(bt.frames[n-1].data) != `{"type":"disconnect","reason":"server_restart","reconnect":true}` {
+		var got []string
+		for _, f := range bt.frames {
+			got = append(got, string(f.data))
+		}
+		t.Fatalf("frames %q, want the disconnect last", got)
+	}
+	if _, err := s.read(3, 0, 100); !errors.Is(err, errSessionEnded) {
+		t.Errorf("read after the last frame: %v, want the end", err)
+	}
+}
+
+// TestSessionWait: wait returns at once when something is newer than the
+// cursor, and otherwise on a new frame, a new ping, the end, the tick or
+// ctx.
+func TestSessionWait(t *testing.T) {
+	s := testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.wait(ctx, 0, 0, nil); err != nil {
+		t.Fatalf("wait with a frame pending: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.wait(ctx, 1, 0, nil) }()
+	upstreamFrame(s, `{"type":"ping","message":2}`)
+	if err := <-done; err != nil {
+		t.Fatalf("wait for a ping: %v", err)
+	}
+	tick := make(chan time.Time, 1)
+	tick <- time.Now()
+	if err := s.wait(ctx, 1, 1, tick); !errors.Is(err, errTick) {
+		t.Errorf("wait with a tick: %v", err)
+	}
+	go func() { done <- s.wait(ctx, 1, 1, nil) }()
+	s.end(errSessionEnded)
+	if err := <-done; err != nil {
+		t.Errorf("wait for the end: %v", err)
+	}
+}
+
+// TestSessionReadFrom: a downstream that keeps frames for its client's
+// resumption reads past its acknowledgement without freeing anything.
+func TestSessionReadFrom(t *testing.T) {
+	s := testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	for n := range 4 {
+		upstreamFrame(s, number(n))
+	}
+	if bt, err := s.readFrom(1, 3, 0, 100); err != nil || fmt.Sprint(seqs(bt)) != "[4 5]" {
+		t.Fatalf("readFrom(1, 3): %v %v", seqs(bt), err)
+	}
+	// The client resumes from 2: frames 3… are still there.
+	if bt, err := s.read(2, 0, 100); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
+		t.Fatalf("read(2) after readFrom(1, 3): %v %v", seqs(bt), err)
+	}
+}
