@@ -177,7 +177,8 @@ func (c *Consumer) run(lastErr chan error) {
 			final = context.Cause(c.ctx)
 			return
 		}
-		if isFinal(err, c.hasConnected()) {
+		connected := c.hasConnected()
+		if isFinal(err, connected) || (!connected && c.o.noDialRetry) {
 			final = err
 			return
 		}

@@ -47,6 +47,7 @@ type options struct {
 	frameHook    func(Frame)
 	bridgeURL    string
 	bridgeOpts   []fallback.Option
+	noDialRetry  bool
 }
 
 func defaultOptions() options {
@@ -132,6 +133,14 @@ func (o *options) headers(ctx context.Context) (map[string][]string, error) {
 		h[kv[0]] = append(h[kv[0]], kv[1])
 	}
 	return h, nil
+}
+
+// WithDialRetry sets whether Dial retries failed attempts until its
+// context is done (the default) or returns the first attempt's error. A
+// proxy that must answer its own client promptly turns retries off.
+// Reconnects after the first welcome always retry.
+func WithDialRetry(retry bool) Option {
+	return func(o *options) { o.noDialRetry = !retry }
 }
 
 // WithLogger sets where the consumer logs. The default discards everything.

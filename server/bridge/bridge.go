@@ -120,9 +120,15 @@ func (b *Bridge) Close(ctx context.Context) error {
 		s.waitDrained(ctx)
 	}
 	b.cancel()
+	var wg sync.WaitGroup
 	for _, s := range sessions {
-		b.removeSession(s)
+		wg.Add(1)
+		go func() { // each upstream close may wait for Rails' answer
+			defer wg.Done()
+			b.removeSession(s)
+		}()
 	}
+	wg.Wait()
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {
@@ -131,6 +137,13 @@ func (b *Bridge) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// draining reports whether Close has begun.
+func (b *Bridge) draining() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 func (b *Bridge) janitor() {

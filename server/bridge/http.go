@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,10 @@ func (b *Bridge) routes() {
 	mux.HandleFunc("GET /sessions/{sid}/ws", b.reattach)
 	mux.HandleFunc("DELETE /sessions/{sid}", b.delete)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if b.draining() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false, "draining": true})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessions": b.Stats().Sessions})
 	})
 	mux.HandleFunc("/", b.root)
@@ -70,13 +76,14 @@ func (b *Bridge) upstreamHeader(r *http.Request) map[string][]string {
 }
 
 func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, b.cfg.maxBodyBytes)
-	io.Copy(io.Discard, r.Body)
-	s, ok := b.openSession(w, r)
+	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, b.cfg.maxBodyBytes)); err != nil {
+		b.bodyError(w, err)
+		return
+	}
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery)
 	if !ok {
 		return
 	}
-	w.Header().Set("Location", "sessions/"+s.id)
 	writeJSON(w, http.StatusCreated, created{
 		SID: s.id, Token: s.token, Epoch: s.epoch,
 		TTL: int(b.cfg.sessionTTL / time.Second), MaxBody: b.cfg.maxBodyBytes,
@@ -87,6 +94,37 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 // credentials and returns once Rails has welcomed it. On failure it has
 // answered the request itself.
 func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
+	return b.openSessionQuery(w, r, "")
+}
+
+// upstreamURL is the upstream with the client's query added: browsers
+// cannot set Authorization, so tokens travel as ?token=… as they would to
+// Rails directly.
+func (b *Bridge) upstreamURL(rawQuery string) string {
+	if rawQuery == "" {
+		return b.upstream
+	}
+	u, err := url.Parse(b.upstream)
+	if err != nil {
+		return b.upstream
+	}
+	q := u.Query()
+	for k, vs := range mustParseQuery(rawQuery) {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func mustParseQuery(raw string) url.Values {
+	v, _ := url.ParseQuery(raw)
+	return v
+}
+
+// openSessionQuery is openSession passing rawQuery on to Rails.
+func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string) (*session, bool) {
 	ip := b.cfg.clientIP(r)
 	if err := b.reserve(ip); err != nil {
 		var le *errLimit
@@ -102,17 +140,16 @@ func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.createTimeout)
 	defer cancel()
-	c, err := cable.Dial(ctx, b.upstream,
+	// No event handler and no watcher goroutine: the frame hook sees
+	// welcomes (reconnects) and final disconnects, which keeps an idle
+	// session to the Consumer's own goroutines.
+	c, err := cable.Dial(ctx, b.upstreamURL(rawQuery),
 		cable.WithTransport(up),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
 		cable.WithBackoff(b.cfg.backoff),
 		cable.WithLogger(b.cfg.logger),
-		cable.WithEventHandler(func(e cable.Event) {
-			if e.Kind == cable.EventConnected && e.Reconnected {
-				b.stats.upstreamReconnects.Add(1)
-			}
-		}),
+		cable.WithDialRetry(false), // answer the client now; it retries itself
 	)
 	if err != nil {
 		b.unreserve(ip)
@@ -140,15 +177,6 @@ func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, 
 		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
 		return nil, false
 	}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		select {
-		case <-c.Done(): // the upstream stopped for good (its reason was sequenced)
-			s.end(errSessionEnded)
-		case <-b.ctx.Done():
-		}
-	}()
 	b.cfg.logger.Info("bridge: session created", "session", s.id, "ip", ip)
 	return s, true
 }
@@ -251,10 +279,12 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			if rc.Flush() != nil {
 				return
 			}
-			b.stats.framesOut.Add(uint64(len(bt.frames)))
+			b.stats.framesOut.Add(uint64(len(bt.frames)) + uint64(btoi(bt.ping != nil)))
 			buf = buf[:0]
 		}
-		if err != nil { // ended, and everything delivered
+		if err != nil { // ended, and everything delivered: tell EventSource to stop
+			writeReset(w, "ended")
+			rc.Flush()
 			return
 		}
 		if len(bt.frames) == maxBatch {
@@ -312,7 +342,7 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 	timeout := DefaultPollTimeout
 	if v := r.URL.Query().Get("timeout"); v != "" {
 		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
 			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
 			return
 		}
@@ -364,12 +394,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.maxBodyBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			b.writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("limit %d bytes", mbe.Limit))
-			return
-		}
-		b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
+		b.bodyError(w, err)
 		return
 	}
 	var batch []command
@@ -415,6 +440,13 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := s.up.SendCommand(r.Context(), &cmds[i]); err != nil {
+			if s.isEnded() {
+				// Final: retrying cannot help. The client reads the
+				// reason from the session's last frames.
+				writeJSON(w, http.StatusGone, map[string]any{"error": "session_ended", "acked": s.acked})
+				b.countRefusal("session_ended")
+				return
+			}
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "upstream_unavailable", "detail": err.Error(), "acked": s.acked})
 			b.countRefusal("upstream_unavailable")
 			return
@@ -432,4 +464,21 @@ func (b *Bridge) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	b.removeSession(s)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// bodyError answers a request whose body could not be read.
+func (b *Bridge) bodyError(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("limit %d bytes", mbe.Limit))
+		return
+	}
+	b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
 }

@@ -43,21 +43,23 @@ type session struct {
 
 	up *cable.Consumer // set once created
 
-	mu       sync.Mutex
-	frames   []frame // seq-ordered, contiguous: frames[i].seq == first+i
-	first    uint64  // seq of frames[0] (or next when empty)
-	next     uint64  // seq the next frame gets; seqs start at 1
-	bytes    int
-	evicted  uint64 // frames dropped by the bounds before being acknowledged
-	ping     []byte // the latest upstream ping frame
-	pingN    uint64 // pings seen
-	changed  chan struct{}
-	ended    error     // set when the session is over; waiters return
-	drained  bool      // ended, and a read has returned the last frame
-	lastSeen time.Time // last client request
-	attached int       // downstreams attached now
-	kick     context.CancelFunc
-	kickID   uint64
+	mu        sync.Mutex
+	frames    []frame // seq-ordered, contiguous: frames[i].seq == first+i
+	first     uint64  // seq of frames[0] (or next when empty)
+	next      uint64  // seq the next frame gets; seqs start at 1
+	bytes     int
+	evicted   uint64 // frames dropped by the bounds before being acknowledged
+	ping      []byte // the latest upstream ping frame
+	pingN     uint64 // pings seen
+	changed   chan struct{}
+	ended     error     // set when the session is over; waiters return
+	drained   bool      // ended, and a read has returned the last frame
+	delivered uint64    // highest seq handed to a downstream
+	welcomes  int       // upstream welcomes seen: more than one means redials
+	lastSeen  time.Time // last client request
+	attached  int       // downstreams attached now
+	kick      context.CancelFunc
+	kickID    uint64
 
 	pollPingSeen uint64 // pings handed to long-poll answers
 
@@ -106,17 +108,35 @@ func (s *session) onFrame(f cable.Frame) {
 		s.broadcast()
 		return
 	}
+	switch f.Message.Type {
+	case protocol.TypeWelcome:
+		if s.welcomes++; s.welcomes > 1 {
+			s.b.stats.upstreamReconnects.Add(1)
+		}
+	case protocol.TypeDisconnect:
+		// The consumer stops after a final disconnect: this frame is the
+		// session's last (see end below).
+		defer func() {
+			if !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
+				s.endLocked(errSessionEnded)
+			}
+		}()
+	}
 	s.frames = append(s.frames, frame{seq: s.next, data: data})
 	s.next++
 	s.bytes += len(data)
 	s.b.stats.framesIn.Add(1)
 	for len(s.frames) > s.b.cfg.queueFrames || (s.bytes > s.b.cfg.queueBytes && len(s.frames) > 1) {
+		if s.frames[0].seq > s.delivered {
+			// Never handed to any client: a real loss, which the client
+			// learns as a reset when it asks for it.
+			s.evicted++
+			s.b.stats.evicted.Add(1)
+		}
 		s.bytes -= len(s.frames[0].data)
 		s.frames[0] = frame{}
 		s.frames = s.frames[1:]
 		s.first++
-		s.evicted++
-		s.b.stats.evicted.Add(1)
 	}
 	if len(s.frames) == 0 {
 		s.first = s.next
@@ -164,7 +184,7 @@ func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
 // readFrom is read for a downstream whose client acknowledges less than
 // it was sent: it frees frames up to ack (at most after) only, so that a
 // client whose stream broke can resume from the last frame it received.
-func (s *session) readFrom(ack, after, pingSeen uint64, max int) (batch, error) {
+func (s *session) readFrom(ack, after, pingSeen uint64, limit int) (batch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if after >= s.next {
@@ -175,8 +195,11 @@ func (s *session) readFrom(ack, after, pingSeen uint64, max int) (batch, error) 
 	}
 	s.acknowledgeLocked(min(ack, after))
 	pending := s.frames[after+1-s.first:]
-	n := min(len(pending), max)
+	n := min(len(pending), limit)
 	out := batch{frames: append([]frame(nil), pending[:n]...), next: s.next, pingN: s.pingN}
+	if n > 0 {
+		s.delivered = max(s.delivered, pending[n-1].seq)
+	}
 	if s.pingN != pingSeen {
 		out.ping = s.ping
 	}
@@ -254,13 +277,22 @@ func (s *session) touch() {
 func (s *session) expired(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attached == 0 && now.Sub(s.lastSeen) > s.b.cfg.sessionTTL
+	if s.attached > 0 {
+		return false
+	}
+	// An ended session whose last frame was fetched has nothing more to
+	// give; a client asking again gets 404 and starts over.
+	return now.Sub(s.lastSeen) > s.b.cfg.sessionTTL || s.drained && now.Sub(s.lastSeen) > time.Second
 }
 
 // end marks the session over and wakes every waiter.
 func (s *session) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endLocked(err)
+}
+
+func (s *session) endLocked(err error) {
 	if s.ended == nil {
 		s.ended = err
 		s.broadcast()
@@ -331,4 +363,11 @@ func (s *session) setPollPing(n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pollPingSeen = n
+}
+
+// isEnded reports whether the session is over.
+func (s *session) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended != nil
 }

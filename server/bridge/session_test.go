@@ -68,12 +68,14 @@ func TestSessionBuffer(t *testing.T) {
 	if _, err := s.read(5, 1, 100); !errors.Is(err, errReset) {
 		t.Errorf("read from the future: %v, want reset", err)
 	}
-	// Bounds: 4 frames; the oldest unacknowledged ones go.
+	// Bounds: 4 frames; the oldest unacknowledged ones go (3, 4, 5).
+	// Only 5 was never handed to a client: 3 and 4 were read, so their
+	// eviction only shortens the replay window and is no loss.
 	for n := 3; n < 8; n++ {
 		upstreamFrame(s, number(n))
 	}
-	if s.evicted != 3 {
-		t.Errorf("evicted %d, want 3", s.evicted)
+	if s.evicted != 1 {
+		t.Errorf("evicted %d, want 1 (frame 5, never delivered)", s.evicted)
 	}
 	if _, err := s.read(2, 1, 100); !errors.Is(err, errReset) {
 		t.Errorf("read from an evicted cursor: %v, want reset", err)
@@ -154,5 +156,33 @@ func TestSessionReadFrom(t *testing.T) {
 	// The client resumes from 2: frames 3… are still there.
 	if bt, err := s.read(2, 0, 100); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
 		t.Fatalf("read(2) after readFrom(1, 3): %v %v", seqs(bt), err)
+	}
+}
+
+// A final disconnect from Rails (unauthorized, or reconnect:false) is the
+// session's last frame: later frames are ignored, a read delivers it and
+// then reports the end.
+func TestSessionEndsAtFinalDisconnect(t *testing.T) {
+	s := testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	upstreamFrame(s, `{"type":"disconnect","reason":"server_restart","reconnect":true}`)
+	if s.isEnded() {
+		t.Fatal("a disconnect that reconnects ended the session")
+	}
+	upstreamFrame(s, `{"type":"welcome"}`)
+	upstreamFrame(s, `{"type":"disconnect","reason":"unauthorized","reconnect":false}`)
+	upstreamFrame(s, `{"type":"welcome"}`) // after the end: dropped
+	if !s.isEnded() {
+		t.Fatal("a final disconnect did not end the session")
+	}
+	bt, err := s.read(0, 0, 100)
+	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" {
+		t.Fatalf("read: %v %v, want the 4 frames up to the final disconnect", seqs(bt), err)
+	}
+	if _, err := s.read(4, bt.pingN, 100); !errors.Is(err, errSessionEnded) {
+		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
+	}
+	if got := s.b.stats.upstreamReconnects.Load(); got != 1 {
+		t.Fatalf("upstream reconnects counted %d, want 1 (the second welcome)", got)
 	}
 }

@@ -115,8 +115,9 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 					b.cfg.logger.Warn("bridge: frame not re-encodable; skipped", "session", s.id, "err", derr)
 					continue
 				}
-				if out, err = codec.AppendMessage(out[:0], &m); err != nil {
-					b.cfg.logger.Warn("bridge: frame not re-encodable; skipped", "session", s.id, "err", err)
+				var eerr error
+				if out, eerr = codec.AppendMessage(out[:0], &m); eerr != nil {
+					b.cfg.logger.Warn("bridge: frame not re-encodable; skipped", "session", s.id, "err", eerr)
 					continue
 				}
 				data = out
