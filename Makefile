@@ -6,7 +6,7 @@ APT_PKGS := ruby ruby-railties ruby-actioncable puma curl nginx-light
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 5s
 
-.PHONY: all demo test deps check unit fuzz bench fmt
+.PHONY: all demo test deps check unit fuzz js bench fmt
 
 all: test
 
@@ -14,8 +14,9 @@ all: test
 demo: deps
 	examples/demo.sh
 
-## test: everything CI runs — static checks, the wasm build, go test -race, a fuzz smoke run
-test: deps check unit fuzz
+## test: everything CI runs — static checks, the wasm build, go test -race, a fuzz smoke run,
+## and the npm package's tests (Node against Rails, headless Chromium)
+test: deps check unit fuzz js
 
 ## deps: install the Debian packages the tests and the demo need, if missing
 deps:
@@ -32,7 +33,8 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) build ./sdk/...
+	GOOS=js GOARCH=wasm $(GO) build ./sdk/... ./wasm/...
+	GOOS=js GOARCH=wasm $(GO) vet ./wasm/...
 
 ## unit: all Go tests with the race detector, Rails required
 unit:
@@ -44,6 +46,10 @@ fuzz:
 	  echo "fuzz $$t"; \
 	  $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./sdk/protocol/ || exit 1; \
 	done
+
+## js: build the wasm and run the npm package's tests (js/scripts/deps.sh installs chromium and npm deps)
+js:
+	npm test
 
 ## bench: the receive-path benchmarks (compare ratios within one run)
 bench:

@@ -1,0 +1,152 @@
+// Type declarations for the cableway npm package (js/index.js).
+
+/** Options of a connection made by cableway (CableSocket or Consumer). */
+export interface ConnectionOptions {
+  /** Offer actioncable-v1-msgpack before JSON on the wire (default false). JS still sees JSON. */
+  msgpack?: boolean
+  /** The transport: "websocket" (default, and the only one built in so far). */
+  transport?: 'websocket' | (string & {})
+  /** Largest frame accepted, in bytes (default 1 MiB); a larger one closes the connection with 1009. */
+  maxFrameBytes?: number
+}
+
+/** Options of the WebAssembly instance. */
+export interface LoadOptions {
+  /** Where cableway.wasm is served (default: new URL('./dist/cableway.wasm', import.meta.url)). */
+  wasmURL?: string | URL
+  /**
+   * A WebSocket class for where none is global (Node 20: the `ws` package).
+   * It is used by cableway only; globalThis is not changed.
+   */
+  WebSocket?: new (url: string, protocols?: string | string[], options?: unknown) => unknown
+  /** Origin sent by a handed-in WebSocket (default: derived from the cable URL, http(s)://host). */
+  origin?: string
+  /** Extra handshake headers sent by a handed-in WebSocket (e.g. Cookie under Node). */
+  headers?: Record<string, string>
+}
+
+/** Starts (once) the WebAssembly instance; later calls merge their options. */
+export function load(options?: LoadOptions): Promise<unknown>
+
+/** Ends the running Go instance as a panic would (for tests of recovery). */
+export function crash(): Promise<void>
+
+export interface CableSocketEventMap {
+  open: { type: 'open'; target: CableSocket }
+  message: { type: 'message'; data: string; origin: string; target: CableSocket }
+  error: { type: 'error'; message?: string; error?: unknown; target: CableSocket }
+  close: { type: 'close'; code: number; reason: string; wasClean: boolean; target: CableSocket }
+}
+
+type Listener<E> = ((event: E) => void) | { handleEvent(event: E): void }
+
+/**
+ * A WebSocket-compatible socket backed by the Go sdk, for
+ * `ActionCable.adapters.WebSocket`. It always shows actioncable-v1-json
+ * frames (text) to JavaScript, whatever the wire speaks.
+ */
+export class CableSocket {
+  static readonly CONNECTING: 0
+  static readonly OPEN: 1
+  static readonly CLOSING: 2
+  static readonly CLOSED: 3
+  readonly CONNECTING: 0
+  readonly OPEN: 1
+  readonly CLOSING: 2
+  readonly CLOSED: 3
+
+  constructor(url: string | URL, protocols?: string | string[], options?: ConnectionOptions)
+
+  readonly url: string
+  readonly readyState: 0 | 1 | 2 | 3
+  readonly protocol: string
+  readonly extensions: string
+  readonly bufferedAmount: number
+  binaryType: string
+
+  onopen: ((event: CableSocketEventMap['open']) => void) | null
+  onmessage: ((event: CableSocketEventMap['message']) => void) | null
+  onerror: ((event: CableSocketEventMap['error']) => void) | null
+  onclose: ((event: CableSocketEventMap['close']) => void) | null
+
+  addEventListener<K extends keyof CableSocketEventMap>(type: K, listener: Listener<CableSocketEventMap[K]>, options?: { once?: boolean } | boolean): void
+  removeEventListener<K extends keyof CableSocketEventMap>(type: K, listener: Listener<CableSocketEventMap[K]>): void
+  dispatchEvent(event: { type: string }): boolean
+
+  /** Sends one ActionCable command as JSON text; throws InvalidStateError while connecting, SyntaxError if it is not a command. */
+  send(data: string): void
+  /** Closes the socket; while connecting, it ends CLOSED with a close event once the dial settles. */
+  close(code?: number, reason?: string): void
+}
+
+/** A CableSocket class with options bound, for code that calls `new WebSocket(url, protocols)`. */
+export function cableSocketWith(options?: ConnectionOptions): typeof CableSocket
+
+/** The @rails/actioncable module object (Rails ≥ 6) or a Rails 5-style ActionCable object. */
+export type ActionCableModule = { adapters: { WebSocket: unknown } } | { WebSocket: unknown }
+
+/**
+ * Sets `ActionCable.adapters.WebSocket` (or `ActionCable.WebSocket`) to a
+ * CableSocket class with these options, starts loading the WebAssembly, and
+ * returns the class.
+ */
+export function install(ActionCable: ActionCableModule, options?: ConnectionOptions & LoadOptions): typeof CableSocket
+
+/** Channel params: a channel name, or an object with `channel` and params (key order is kept). */
+export type ChannelParams = string | ({ channel: string } & Record<string, unknown>)
+
+/** Callbacks of a subscription, shaped like @rails/actioncable's mixin. */
+export interface SubscriptionMixin {
+  connected?(this: Subscription, info: { reconnected: boolean }): void
+  disconnected?(this: Subscription, info: { willAttemptReconnect: boolean }): void
+  rejected?(this: Subscription): void
+  received?(this: Subscription, data: any): void
+  [method: string]: unknown
+}
+
+export class Subscription {
+  readonly consumer: Consumer
+  /** The identifier sent to the server: JSON.stringify(params). */
+  readonly identifier: string
+  /** Calls the channel's action; resolves once sent, rejects (sending nothing) while not confirmed and connected. */
+  perform(action: string, data?: Record<string, unknown>): Promise<void>
+  /** Sends data (which names its action) as the command's data. */
+  send(data: Record<string, unknown>): Promise<void>
+  unsubscribe(): void
+}
+
+export class Subscriptions {
+  readonly consumer: Consumer
+  readonly subscriptions: Subscription[]
+  create<M extends SubscriptionMixin>(channel: ChannelParams, mixin?: M): Subscription & M
+  remove(subscription: Subscription): void
+}
+
+export interface ConsumerEventMap {
+  connected: { type: 'connected'; reconnected: boolean }
+  disconnected: { type: 'disconnected'; willAttemptReconnect: boolean; error?: Error }
+  /** reason: the server's disconnect reason ("unauthorized", …), or "instance_exited". */
+  error: { type: 'error'; error: Error; message: string; reason?: string }
+  stopped: { type: 'stopped' }
+}
+
+/**
+ * A connection run by the Go sdk's cable.Consumer: it reconnects with
+ * backoff, detects stale connections and resubscribes on its own.
+ */
+export class Consumer {
+  constructor(url: string | URL, options?: ConnectionOptions)
+  readonly url: string
+  readonly subscriptions: Subscriptions
+  /** Whether a welcomed connection is up. */
+  readonly connected: boolean
+  /** Reopens the consumer after disconnect(); subscriptions are made again. */
+  connect(): void
+  /** Closes the connection; resolves once the Go consumer has stopped. */
+  disconnect(): Promise<void>
+  addEventListener<K extends keyof ConsumerEventMap>(type: K, listener: Listener<ConsumerEventMap[K] & { target: Consumer }>, options?: { once?: boolean } | boolean): void
+  removeEventListener<K extends keyof ConsumerEventMap>(type: K, listener: Listener<ConsumerEventMap[K] & { target: Consumer }>): void
+}
+
+/** Creates a consumer for the cable at url (ws(s):// or http(s)://). */
+export function createConsumer(url: string | URL, options?: ConnectionOptions): Consumer

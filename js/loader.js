@@ -1,0 +1,379 @@
+// The loader starts the Go WebAssembly instance (wasm/ in this repository)
+// and carries everything that crosses between it and JavaScript.
+//
+// Crossings are batched, since each costs far more than a frame:
+// - Sockets: the JS half of Go's WebSocket transport (Wire, below) queues
+//   the events of every socket in one buffer and hands it to Go in one call
+//   per task (wireDeliver); the call returns what Go made of it.
+// - Everything else Go reports (consumer events and messages, promise
+//   results) goes to one outbox; the first record calls notify(), and a
+//   macrotask later takes the whole outbox (take) as one string.
+// Records are `<kind><id>\x1f<payload>` joined by \x1e (see wasm/outbox.go);
+// neither byte can occur in JSON text. No exported Go function blocks.
+//
+// When the instance exits (a Go panic ends it too), every live object is
+// told (sockets get error + close, consumers an error and a reconnect), and
+// the next use starts a fresh instance from the compiled module.
+
+const config = {
+  wasmURL: undefined, // default: ./dist/cableway.wasm next to this file
+  WebSocket: undefined,
+  origin: undefined,
+  headers: undefined,
+}
+
+let module // Promise<WebAssembly.Module>, compiled once
+let current // Promise<Runtime> of the live instance
+let bootSeq = 0
+let nextId = 1
+
+/** Allocates an id for a JS object that Go reports about. */
+export const newId = () => nextId++
+
+const isNode = typeof process === 'object' && typeof process.versions?.node === 'string'
+
+/**
+ * Configures and starts the WebAssembly instance; resolves when it runs.
+ * Later calls merge their options and return the running instance.
+ */
+export function load(options = {}) {
+  for (const key of Object.keys(config)) {
+    if (options[key] !== undefined) config[key] = options[key]
+  }
+  if (!current || current.runtime?.dead) {
+    const p = (current = start())
+    p.then((rt) => { p.runtime = rt }, () => { if (current === p) current = undefined }) // the next use tries again
+  }
+  return current
+}
+
+function wasmURL() {
+  const u = config.wasmURL ?? new URL('./dist/cableway.wasm', import.meta.url)
+  return u instanceof URL ? u : new URL(String(u), globalThis.location?.href ?? import.meta.url)
+}
+
+async function compile() {
+  const url = wasmURL()
+  if (url.protocol === 'file:' && isNode) {
+    const { readFile } = await import('node:fs/promises')
+    return WebAssembly.compile(await readFile(url))
+  }
+  const resp = await fetch(url)
+  if (!resp.ok) throw new Error(`cableway: fetching ${url} failed with HTTP ${resp.status}`)
+  if (WebAssembly.compileStreaming && resp.headers.get('content-type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(resp)
+  }
+  return WebAssembly.compile(await resp.arrayBuffer()) // a server without the wasm MIME type
+}
+
+// originFor derives the Origin that Rails checks from a cable URL, as the Go
+// sdk does natively: ws://host → http://host, wss://host → https://host.
+function originFor(url) {
+  try {
+    const u = new URL(url)
+    return `${u.protocol === 'wss:' || u.protocol === 'https:' ? 'https:' : 'http:'}//${u.host}`
+  } catch {
+    return undefined
+  }
+}
+
+// webSocketClass returns the WebSocket the wire dials with: the one handed
+// to load() (the `ws` package under Node 20), wrapped so that it sends the
+// Origin Rails requires (and any headers) as a browser would, or the
+// global one. globalThis is left alone.
+function webSocketClass() {
+  const WS = config.WebSocket
+  if (WS) {
+    if (WS.__cablewayWrapped) return WS
+    const wrapped = class extends WS {
+      constructor(url, protocols) {
+        super(url, protocols, { origin: config.origin ?? originFor(url), headers: config.headers })
+      }
+    }
+    wrapped.__cablewayWrapped = true
+    return (config.WebSocket = wrapped)
+  }
+  if (typeof globalThis.WebSocket === 'function') return globalThis.WebSocket
+  throw new Error("cableway: no WebSocket here; pass one: load({ WebSocket: (await import('ws')).WebSocket })")
+}
+
+async function start() {
+  const WS = webSocketClass()
+  if (!globalThis.Go) await import('./dist/wasm_exec.js') // defines globalThis.Go
+  if (!module) {
+    module = compile()
+    module.catch(() => { module = undefined })
+  }
+  const go = new globalThis.Go()
+  const instance = await WebAssembly.instantiate(await module, go.importObject)
+  // Go's main calls this with its exported functions and gets back the
+  // JS functions it calls: notify() and the Wire's open/send/close.
+  const key = `__cablewayBoot${bootSeq++}`
+  let rt
+  globalThis[key] = (api) => {
+    rt = new Runtime(api, WS, go)
+    return { notify: () => rt.schedule(), wire: rt.wire }
+  }
+  go.argv = ['cableway', key]
+  const died = (err) => rt?.die(err ?? new Error('cableway: the Go instance exited'))
+  // wasm_exec.js leaves the dead program's timers armed and throws from
+  // them; as it is the same Go version's file, its fields are known.
+  go.exit = (code) => {
+    for (const t of go._scheduledTimeouts?.values() ?? []) clearTimeout(t)
+    go._scheduledTimeouts?.clear()
+    go._resume = () => {}
+    if (code !== 0) console.warn(`cableway: the Go instance exited with code ${code}`)
+    queueMicrotask(() => died())
+  }
+  const exited = go.run(instance) // runs main until it waits; boot is called by then
+  delete globalThis[key]
+  exited.then(() => died(), died)
+  if (!rt) throw new Error('cableway: the Go instance exited while starting')
+  return rt
+}
+
+// Macrotask scheduling: later than the message events already queued, so a
+// burst of frames is taken as one batch. Node: setImmediate (after pending
+// I/O callbacks); browsers: a MessageChannel (no timer clamping).
+const nextTask = (() => {
+  if (typeof setImmediate === 'function') return setImmediate
+  if (typeof MessageChannel === 'function') {
+    const ch = new MessageChannel()
+    const queue = []
+    ch.port1.onmessage = () => queue.shift()()
+    return (fn) => { queue.push(fn); ch.port2.postMessage(0) }
+  }
+  return (fn) => setTimeout(fn, 0)
+})()
+
+const report = globalThis.reportError ?? ((err) => setTimeout(() => { throw err }))
+
+/** Runtime is one running Go instance. */
+export class Runtime {
+  constructor(api, WS, go) {
+    this.api = api
+    this.go = go
+    this.targets = new Map() // id → object with _record(kind, payload) and _died(err)
+    this.dead = false
+    this.scheduled = false
+    this.flush = this.flush.bind(this)
+    this.wire = new Wire(this, WS)
+  }
+
+  /** Calls an exported Go function; a dead instance throws. */
+  call(name, ...args) {
+    if (this.go.exited) this.die(new Error('cableway: the Go instance exited'))
+    if (this.dead) throw new Error('cableway: the Go instance has exited')
+    try {
+      return this.api[name](...args)
+    } finally {
+      if (this.go.exited) this.die(new Error('cableway: the Go instance exited'))
+    }
+  }
+
+  schedule() {
+    if (this.wire.delivering) this.wire.notified = true // flushed when Go returns
+    else if (!this.scheduled) {
+      this.scheduled = true
+      nextTask(this.flush)
+    }
+  }
+
+  flush() {
+    this.scheduled = false
+    if (this.dead) return
+    let batch
+    try {
+      batch = this.call('take')
+    } catch (err) {
+      if (!this.dead) throw err
+      return // died: its objects were told
+    }
+    this.dispatch(batch)
+  }
+
+  dispatch(batch) {
+    if (!batch) return
+    for (const rec of batch.split('\x1e')) {
+      const sep = rec.indexOf('\x1f')
+      const target = this.targets.get(+rec.slice(1, sep))
+      if (target) {
+        try {
+          target._record(rec[0], rec.slice(sep + 1))
+        } catch (err) {
+          report(err) // a throwing callback must not lose the rest of the batch
+        }
+      }
+    }
+  }
+
+  /** Returns [id, promise]: the promise settles on a `p` record for id. */
+  promise() {
+    const id = newId()
+    let settle
+    const p = new Promise((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve())
+    })
+    this.targets.set(id, {
+      _record: (_, payload) => {
+        this.targets.delete(id)
+        settle(payload ? new Error(payload) : undefined)
+      },
+      _died: settle,
+    })
+    return [id, p]
+  }
+
+  die(err) {
+    if (this.dead) return
+    this.dead = true
+    this.wire.closeAll()
+    const targets = [...this.targets.values()]
+    this.targets.clear()
+    for (const t of targets) {
+      try {
+        t._died(err)
+      } catch (e) {
+        report(e)
+      }
+    }
+  }
+}
+
+/** Ends the running instance as a Go panic would (for tests). */
+export async function crash() {
+  const rt = await load()
+  rt.call('crash')
+}
+
+const encoder = new TextEncoder()
+const K_OPEN = 0x6f, K_TEXT = 0x74, K_BINARY = 0x62, K_CLOSED = 0x78 // o t b x
+
+/**
+ * Wire is the JavaScript half of Go's WebSocket transport (wasm/jsws.go):
+ * Go calls open/send/close; the events of all sockets are queued here as
+ * records (kind u8, id u32, length u32, payload) in one buffer, and handed
+ * to Go in one call per task, so a burst of frames enters Go once.
+ */
+class Wire {
+  constructor(rt, WS) {
+    this.rt = rt
+    this.WS = WS
+    this.sockets = new Map()
+    this.buf = new Uint8Array(1 << 16)
+    this.view = new DataView(this.buf.buffer)
+    this.len = 0
+    this.scheduled = false
+    this.delivering = false
+    this.lastArrival = -Infinity
+    this.deliver = this.deliver.bind(this)
+    // Go calls these (wasm/jsws.go): plain functions, no `this` needed.
+    this.open = (id, url, protocols) => {
+      const ws = new this.WS(url, protocols)
+      ws.binaryType = 'arraybuffer'
+      this.sockets.set(id, ws)
+      ws.onopen = () => this.push(K_OPEN, id, encoder.encode(ws.protocol ?? ''))
+      ws.onmessage = (e) => (typeof e.data === 'string' ? this.pushText(id, e.data) : this.push(K_BINARY, id, new Uint8Array(e.data)))
+      ws.onclose = (e) => {
+        this.sockets.delete(id)
+        const reason = encoder.encode(e.reason ?? '')
+        const p = new Uint8Array(3 + reason.length)
+        p[0] = e.code & 0xff
+        p[1] = e.code >> 8
+        p[2] = e.wasClean ? 1 : 0
+        p.set(reason, 3)
+        this.push(K_CLOSED, id, p)
+      }
+      ws.onerror = () => {} // a close event follows
+    }
+    this.send = (id, data) => this.sockets.get(id)?.send(data)
+    this.close = (id, code, reason) => {
+      const ws = this.sockets.get(id)
+      if (!ws) return
+      try {
+        ws.close(code, reason)
+      } catch {
+        ws.close()
+      }
+    }
+  }
+
+  reserve(n) {
+    if (this.len + n <= this.buf.length) return
+    const grown = new Uint8Array(Math.max(this.buf.length * 2, this.len + n))
+    grown.set(this.buf.subarray(0, this.len))
+    this.buf = grown
+    this.view = new DataView(grown.buffer)
+  }
+
+  header(kind, id, n) {
+    this.buf[this.len] = kind
+    this.view.setUint32(this.len + 1, id, true)
+    this.view.setUint32(this.len + 5, n, true)
+  }
+
+  push(kind, id, bytes) {
+    this.reserve(9 + bytes.length)
+    this.header(kind, id, bytes.length)
+    this.buf.set(bytes, this.len + 9)
+    this.len += 9 + bytes.length
+    this.schedule()
+  }
+
+  pushText(id, text) {
+    this.reserve(9 + text.length * 3) // UTF-8 is at most 3 bytes per UTF-16 unit
+    const { written } = encoder.encodeInto(text, this.buf.subarray(this.len + 9))
+    this.header(K_TEXT, id, written)
+    this.len += 9 + written
+    this.schedule()
+  }
+
+  // schedule arranges a delivery: in a microtask (at once) when the
+  // previous frame came a while ago, so a sparse stream pays no latency; in
+  // a macrotask when frames follow each other closely, so that a burst
+  // gathers into one batch instead of entering Go frame by frame.
+  schedule() {
+    const now = performance.now()
+    const close = now - this.lastArrival < 0.25
+    this.lastArrival = now
+    if (this.scheduled) return
+    this.scheduled = true
+    if (close) nextTask(this.deliver)
+    else queueMicrotask(this.deliver)
+  }
+
+  // deliver hands the queued events to Go, then takes what Go made of them
+  // at once rather than in another task.
+  deliver() {
+    this.scheduled = false
+    if (this.rt.dead || this.len === 0) return
+    const batch = this.buf.subarray(0, this.len)
+    this.len = 0
+    this.delivering = true
+    this.notified = false
+    let records
+    try {
+      records = this.rt.call('wireDeliver', batch)
+    } catch (err) {
+      if (!this.rt.dead) throw err
+      return // died: its objects were told
+    } finally {
+      this.delivering = false
+    }
+    if (this.buf.length > 1 << 22) { // do not keep a burst's buffer
+      this.buf = new Uint8Array(1 << 16)
+      this.view = new DataView(this.buf.buffer)
+    }
+    this.rt.dispatch(records)
+    if (this.notified) this.rt.flush() // goroutines woken by the batch added more
+  }
+
+  closeAll() {
+    for (const ws of this.sockets.values()) {
+      try {
+        ws.close()
+      } catch {}
+    }
+    this.sockets.clear()
+  }
+}

@@ -1,0 +1,208 @@
+// CableSocket: a WebSocket-compatible class backed by the Go sdk, for
+// @rails/actioncable's adapters.WebSocket. The JS client always sees
+// actioncable-v1-json; the wire may speak MessagePack.
+import { load, newId } from './loader.js'
+
+const JSON_PROTOCOL = 'actioncable-v1-json'
+
+/** A minimal event target: on<type> handlers first, then listeners. */
+export class Emitter {
+  #listeners = new Map()
+
+  addEventListener(type, listener, options) {
+    if (!listener) return
+    let list = this.#listeners.get(type)
+    if (!list) this.#listeners.set(type, (list = []))
+    if (list.some((l) => l.listener === listener)) return
+    list.push({ listener, once: typeof options === 'object' && !!options?.once })
+  }
+
+  removeEventListener(type, listener) {
+    const list = this.#listeners.get(type)
+    const i = list ? list.findIndex((l) => l.listener === listener) : -1
+    if (i >= 0) list.splice(i, 1)
+  }
+
+  dispatchEvent(event) {
+    this._emit(event.type, event)
+    return true
+  }
+
+  // _emit calls the handlers of type with event (a plain object: creating
+  // DOM Events per frame would cost more than the frame).
+  _emit(type, event) {
+    event.target ??= this
+    event.currentTarget = this
+    const handler = this[`on${type}`]
+    if (typeof handler === 'function') handler.call(this, event)
+    const list = this.#listeners.get(type)
+    if (!list?.length) return
+    for (const l of [...list]) {
+      if (l.once) this.removeEventListener(type, l.listener)
+      if (typeof l.listener === 'function') l.listener.call(this, event)
+      else l.listener.handleEvent(event)
+    }
+  }
+}
+
+const CONNECTING = 0
+const OPEN = 1
+const CLOSING = 2
+const CLOSED = 3
+
+export class CableSocket extends Emitter {
+  // Static fields are enumerable: @rails/actioncable finds the state names
+  // with `for (state in adapters.WebSocket)`. Keep no other static fields.
+  static CONNECTING = CONNECTING
+  static OPEN = OPEN
+  static CLOSING = CLOSING
+  static CLOSED = CLOSED
+
+  /**
+   * @param {string|URL} url ws://, wss://, http:// or https:// URL of the cable
+   * @param {string|string[]} [protocols] subprotocols the client offers
+   * @param {object} [options] { msgpack, transport, maxFrameBytes }
+   */
+  constructor(url, protocols = [], options = {}) {
+    super()
+    this.url = String(url).replace(/^http(s?):/i, 'ws$1:')
+    this.readyState = CONNECTING
+    this.protocol = ''
+    this.extensions = ''
+    this.bufferedAmount = 0
+    this.binaryType = 'blob'
+    this.onopen = this.onmessage = this.onclose = this.onerror = null
+    this._id = newId()
+    this._rt = null
+    this._protocols = typeof protocols === 'string' ? [protocols] : [...(protocols ?? [])]
+    this._options = options
+    this._close = null // [code, reason] of a close() made before Go had the socket
+    try {
+      this._origin = new URL(this.url).origin
+    } catch {
+      this._origin = ''
+    }
+    load().then(
+      (rt) => this._start(rt),
+      (err) => this._fail(err),
+    )
+  }
+
+  _start(rt) {
+    if (this._close) return this._closed(1006, '', false) // closed while loading
+    this._rt = rt
+    rt.targets.set(this._id, this)
+    try {
+      rt.call('socketOpen', this._id, this.url, this._protocols, this._options)
+    } catch (err) {
+      this._died(err)
+    }
+  }
+
+  _fail(err) {
+    if (this.readyState === CLOSED) return
+    if (!this._close) this._emit('error', { type: 'error', error: err, message: err?.message })
+    this._closed(1006, '', false)
+  }
+
+  // _record handles a record from Go (see wasm/outbox.go).
+  _record(kind, payload) {
+    switch (kind) {
+      case 'm':
+        if (this.readyState === OPEN) this._emit('message', { type: 'message', data: payload, origin: this._origin })
+        break
+      case 'o':
+        if (this.readyState !== CONNECTING) break // close() was called: Go closes it
+        this.readyState = OPEN
+        this.protocol = payload
+        this._emit('open', { type: 'open' })
+        break
+      case 'e':
+        this._emit('error', { type: 'error', message: payload, error: new Error(payload) })
+        break
+      case 'x': {
+        const [code, clean, ...reason] = payload.split(',')
+        this._closed(+code, reason.join(','), clean === '1')
+        break
+      }
+    }
+  }
+
+  _closed(code, reason, wasClean) {
+    if (this.readyState === CLOSED) return
+    this._rt?.targets.delete(this._id)
+    this.readyState = CLOSED
+    this._emit('close', { type: 'close', code, reason, wasClean })
+  }
+
+  // _died: the Go instance ended under an open socket.
+  _died(err) {
+    if (this.readyState === CLOSED) return
+    this._emit('error', { type: 'error', error: err, message: err?.message })
+    this._closed(1006, 'cableway: the Go instance exited', false)
+  }
+
+  /** Sends one ActionCable command, given as JSON text. */
+  send(data) {
+    if (this.readyState === CONNECTING) throw new DOMException('cableway: socket is still connecting', 'InvalidStateError')
+    if (this.readyState !== OPEN) return // as browsers do: dropped
+    let err
+    try {
+      err = this._rt.call('socketSend', this._id, String(data))
+    } catch (e) {
+      return this._died(e)
+    }
+    if (err) throw new SyntaxError(err)
+  }
+
+  /**
+   * Closes the socket. While it is still connecting this does not fail:
+   * the socket is CLOSING until its dial settles, then CLOSED with a close
+   * event (see rails/rails#43835).
+   */
+  close(code, reason = '') {
+    if (code !== undefined && code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      throw new DOMException(`cableway: invalid close code ${code}`, 'InvalidAccessError')
+    }
+    if (this.readyState === CLOSING || this.readyState === CLOSED) return
+    this.readyState = CLOSING
+    this._close = [code, String(reason)]
+    if (!this._rt) return // still loading: _start closes it
+    try {
+      this._rt.call('socketClose', this._id, code ?? null, String(reason))
+    } catch (err) {
+      this._died(err)
+    }
+  }
+}
+
+for (const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED })) {
+  Object.defineProperty(CableSocket.prototype, name, { value, enumerable: false })
+}
+
+/**
+ * Returns a CableSocket class with options bound, for libraries that call
+ * `new WebSocket(url, protocols)` themselves.
+ */
+export function cableSocketWith(options = {}) {
+  return class extends CableSocket {
+    constructor(url, protocols) {
+      super(url, protocols, options)
+    }
+  }
+}
+
+/**
+ * Installs CableSocket into an @rails/actioncable module object:
+ * `adapters.WebSocket` (Rails ≥ 6) or `WebSocket` (Rails 5). Returns the
+ * installed class.
+ */
+export function install(ActionCable, options = {}) {
+  const { wasmURL, WebSocket, origin, headers, ...socketOptions } = options
+  load({ wasmURL, WebSocket, origin, headers }).catch(() => {}) // start early; sockets report failures
+  const cls = cableSocketWith(socketOptions)
+  if (ActionCable?.adapters && 'WebSocket' in ActionCable.adapters) ActionCable.adapters.WebSocket = cls
+  else if (ActionCable && 'WebSocket' in ActionCable) ActionCable.WebSocket = cls
+  else throw new TypeError('cableway: install() needs the @rails/actioncable module (with adapters.WebSocket or WebSocket)')
+  return cls
+}

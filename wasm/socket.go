@@ -1,0 +1,258 @@
+//go:build js && wasm
+
+package wasm
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+)
+
+// settleTimeout bounds how long a socket closed while connecting waits for
+// its dial to settle before abandoning it.
+const settleTimeout = 5 * time.Second
+
+// socket is the Go side of a JS CableSocket: one transport.Conn whose
+// frames are shown to JavaScript as actioncable-v1-json, whatever codec the
+// wire speaks.
+type socket struct {
+	id     int
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	conn        transport.Conn // nil until open
+	codec       protocol.Codec // the wire codec; nil passes frames through
+	queue       [][]byte       // encoded commands for the writer
+	closing     bool
+	closeCode   int
+	closeReason string
+	wake        chan struct{} // the writer's signal
+}
+
+var sockets sync.Map // id → *socket
+
+// socketOpen(id, url, protocols []string, options) starts dialling. The
+// wire offer is MessagePack first when options.msgpack is set, then JSON;
+// protocols the JS client offered that no codec speaks (e.g.
+// actioncable-unsupported) are offered after them and passed through.
+func socketOpen(args []js.Value) any {
+	id, url, opts := args[0].Int(), args[1].String(), parseOptions(args[3])
+	tr, err := opts.transport()
+	s := &socket{id: id, wake: make(chan struct{}, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	sockets.Store(id, s)
+	if err != nil {
+		go s.fail(err)
+		return nil
+	}
+	var offer []string
+	if opts.MsgPack {
+		offer = append(offer, protocol.SubprotocolMessagePack)
+	}
+	if n := args[2].Length(); n > 0 {
+		offer = append(offer, protocol.SubprotocolJSON)
+		for i := range n {
+			if p := args[2].Index(i).String(); p != protocol.SubprotocolJSON && p != protocol.SubprotocolMessagePack {
+				offer = append(offer, p)
+			}
+		}
+	} else if opts.MsgPack {
+		offer = append(offer, protocol.SubprotocolJSON)
+	}
+	go s.run(tr, &transport.Request{URL: url, Subprotocols: offer})
+	return nil
+}
+
+// fail reports a socket that never opened: error, then close 1006, as a
+// browser does.
+func (s *socket) fail(err error) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if !closing {
+		out.addText(recError, s.id, err.Error())
+	}
+	s.finish(1006, "", false)
+}
+
+func (s *socket) finish(code int, reason string, clean bool) {
+	sockets.Delete(s.id)
+	s.cancel()
+	c := "0"
+	if clean {
+		c = "1"
+	}
+	out.addText(recClose, s.id, strconv.Itoa(code)+","+c+","+reason)
+}
+
+func (s *socket) run(tr transport.Transport, req *transport.Request) {
+	conn, err := tr.Dial(s.ctx, req)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	shown := conn.Subprotocol()
+	codec, ok := protocol.CodecFor(shown)
+	if ok {
+		shown = protocol.SubprotocolJSON // JS always reads JSON
+	} else {
+		codec = nil
+	}
+	s.mu.Lock()
+	s.conn, s.codec = conn, codec
+	closing, code, reason := s.closing, s.closeCode, s.closeReason
+	s.mu.Unlock()
+	if closing { // close() was called while connecting: close now that it settled
+		conn.Close()
+		s.finish(code, reason, true)
+		return
+	}
+	out.addText(recOpen, s.id, shown)
+	go s.write(conn)
+	if jc, ok := conn.(*jsConn); ok {
+		// The JS wire hands frames over synchronously, in batches: convert
+		// them there, with no goroutine switch per frame.
+		var m protocol.Message
+		jc.setSink(func(frame []byte) { s.convert(codec, frame, &m) })
+	}
+	s.read(conn, codec)
+}
+
+// convert shows one wire frame to JS as JSON.
+func (s *socket) convert(codec protocol.Codec, frame []byte, m *protocol.Message) {
+	if codec == nil {
+		out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
+		return
+	}
+	if derr := codec.DecodeMessage(frame, m); derr != nil {
+		// A JSON frame of a type this sdk does not know yet is intact:
+		// pass it on, as a plain WebSocket would. Anything else cannot be
+		// shown as JSON and is skipped.
+		if _, isJSON := codec.(protocol.JSONCodec); isJSON && errors.Is(derr, protocol.ErrUnknownType) {
+			out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
+		}
+		return
+	}
+	out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return protocol.JSONCodec{}.AppendMessage(dst, m) })
+}
+
+// read moves frames from the wire to the outbox until the connection ends.
+func (s *socket) read(conn transport.Conn, codec protocol.Codec) {
+	var (
+		buf []byte
+		m   protocol.Message
+		err error
+	)
+	for {
+		if buf, err = conn.ReadFrame(s.ctx, buf); err != nil {
+			break
+		}
+		s.convert(codec, buf, &m)
+	}
+	s.mu.Lock()
+	closing, code, reason := s.closing, s.closeCode, s.closeReason
+	s.mu.Unlock()
+	var ce *transport.CloseError
+	switch {
+	case closing:
+		conn.Close()
+		s.finish(code, reason, true)
+	case errors.As(err, &ce):
+		s.finish(ce.Code, ce.Reason, ce.Code != 1006)
+	case errors.Is(err, transport.ErrFrameTooLarge):
+		out.addText(recError, s.id, err.Error())
+		s.finish(1009, "frame exceeds the read limit", false)
+	default:
+		out.addText(recError, s.id, err.Error())
+		conn.Close()
+		s.finish(1006, "", false)
+	}
+}
+
+// write sends queued commands in order until the socket ends.
+func (s *socket) write(conn transport.Conn) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		q := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, frame := range q {
+			if err := conn.WriteFrame(s.ctx, frame); err != nil {
+				return // the reader sees the connection end and reports it
+			}
+		}
+	}
+}
+
+// socketSend(id, text) decodes text as a JSON command and queues it,
+// encoded with the wire codec. It returns "" or why the text was refused.
+func socketSend(args []js.Value) any {
+	v, ok := sockets.Load(args[0].Int())
+	if !ok {
+		return "cableway: socket is closed"
+	}
+	s := v.(*socket)
+	text := args[1].String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil || s.closing {
+		return "cableway: socket is not open"
+	}
+	frame := []byte(text)
+	if s.codec != nil {
+		var cmd protocol.Command
+		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmd); err != nil {
+			return err.Error()
+		}
+		var err error
+		if frame, err = s.codec.AppendCommand(nil, &cmd); err != nil {
+			return err.Error()
+		}
+	}
+	s.queue = append(s.queue, frame)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return ""
+}
+
+// socketClose(id, code, reason) closes the socket. One still connecting is
+// closed once its dial settles (or after settleTimeout), and reports a
+// close event then.
+func socketClose(args []js.Value) any {
+	v, ok := sockets.Load(args[0].Int())
+	if !ok {
+		return nil
+	}
+	s := v.(*socket)
+	code := 1005 // no status, as browsers report a close() without a code
+	if args[1].Type() == js.TypeNumber {
+		code = args[1].Int()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	s.closing, s.closeCode, s.closeReason = true, code, args[2].String()
+	if s.conn != nil {
+		// The reader sees the connection end and reports the close.
+		go s.conn.Close()
+	} else {
+		time.AfterFunc(settleTimeout, s.cancel)
+	}
+	return nil
+}
