@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -256,5 +255,3 @@ func remoteIP(r *http.Request) string {
 	}
 	return host
 }
-
-var errClosed = errors.New("bridge: closed")

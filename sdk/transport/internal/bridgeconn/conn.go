@@ -27,7 +27,9 @@ type Downstream interface {
 
 // streamRetry paces reconnections of a dropped downstream; the consumer's
 // stale detection bounds how long it keeps trying.
-var streamRetry = backoff.Policy{Min: 50 * time.Millisecond, Max: 1 * time.Second}
+func streamRetry(attempt int) time.Duration {
+	return backoff.Policy{Min: 50 * time.Millisecond, Max: 1 * time.Second}.Delay(attempt)
+}
 
 // Conn is a transport.Conn over a bridge session.
 type Conn struct {
@@ -153,7 +155,7 @@ func (c *Conn) run() {
 			return
 		}
 		attempt++
-		t := time.NewTimer(streamRetry.Delay(attempt))
+		t := time.NewTimer(streamRetry(attempt))
 		select {
 		case <-t.C:
 		case <-c.ctx.Done():

@@ -107,9 +107,11 @@ func (s *Session) URL(endpoint string, query url.Values) string {
 	return u + "?" + query.Encode()
 }
 
-// sendRetry is how long Send waits between attempts while the bridge's
+// sendRetry is how long Send waits before attempt n+1 while the bridge's
 // upstream is down or the network fails.
-var sendRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+func sendRetry(attempt int) time.Duration {
+	return backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
+}
 
 // Send delivers one command frame (JSON) to Rails through the bridge. It
 // retries with the same sequence number until the bridge acknowledges it,
@@ -143,7 +145,7 @@ func (s *Session) Send(ctx context.Context, frame []byte) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("bridge: send: %w (last error: %v)", ctx.Err(), err)
 		}
-		t := time.NewTimer(sendRetry.Delay(attempt))
+		t := time.NewTimer(sendRetry(attempt))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
