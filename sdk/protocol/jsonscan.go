@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -41,9 +43,13 @@ func skipWS(b []byte, i int) int {
 func scanString(b []byte, i int) (end int, escaped bool, err *jsonErr) {
 	i++ // opening quote
 	for i < len(b) {
-		// Skip eight plain bytes at a time: none a quote, a backslash or a
-		// control character.
-		for len(b)-i >= 8 && !specialInWord(binary.LittleEndian.Uint64(b[i:])) {
+		// Skip eight plain bytes at a time (none a quote, a backslash or a
+		// control character), then straight to the first special one.
+		for len(b)-i >= 8 {
+			if m := specialMask(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		if i >= len(b) {
@@ -78,13 +84,16 @@ func scanString(b []byte, i int) (end int, escaped bool, err *jsonErr) {
 	return 0, false, &jsonErr{i, errJSONSyntax}
 }
 
-// specialInWord reports whether any byte of w is '"', '\\' or below 0x20
-// (the bit tricks of "Bit Twiddling Hacks": a byte is zero after XOR with
-// the sought value; a byte is below n when subtracting n borrows).
-func specialInWord(w uint64) bool {
+// specialMask has the high bit set in each byte of w that is '"', '\\'
+// or below 0x20, and possibly in bytes above such a byte (borrows
+// propagate upward), so its lowest set bit marks the first special byte
+// exactly. These are the bit tricks of "Bit Twiddling Hacks": a byte is
+// zero after XOR with the sought value; a byte is below n when
+// subtracting n borrows.
+func specialMask(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	hasZero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
-	return (hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | ((w - ones*0x20) &^ w & highs)) != 0
+	return hasZero(w^(ones*'"')) | hasZero(w^(ones*'\\')) | ((w - ones*0x20) &^ w & highs)
 }
 
 func isHex4(b []byte) bool {
@@ -121,9 +130,9 @@ func appendUnescaped(dst, s []byte) []byte {
 		c := s[i]
 		if c != '\\' {
 			// Copy the run up to the next escape in one go.
-			j := i + 1
-			for j < len(s) && s[j] != '\\' {
-				j++
+			j := len(s)
+			if k := bytes.IndexByte(s[i+1:], '\\'); k >= 0 {
+				j = i + 1 + k
 			}
 			dst = append(dst, s[i:j]...)
 			i = j

@@ -402,7 +402,6 @@ func (cs *compatSession) trimLocked() {
 	for len(cs.queue) > cs.limit {
 		if cs.queue[0].id > cs.sent {
 			cs.dropped++
-			println("DEBUGTRIM", cs.e.id, cs.queue[0].id, cs.sent, cs.limit, len(cs.queue))
 		}
 		cs.queue[0] = compatEvent{}
 		cs.queue = cs.queue[1:]
@@ -433,15 +432,31 @@ func (cs *compatSession) ackLocked(n uint64) {
 	}
 }
 
-// since returns up to max events after msg_id cur, how many more follow
-// them, whether the session is over, and a channel closed at the next
-// change.
-func (cs *compatSession) since(cur uint64, max int) (evs []compatEvent, rest int, ended bool, changed <-chan struct{}) {
+// take hands out up to limit events after msg_id cur (acknowledging them
+// too with ack) and returns them, how many more follow them, whether the
+// session is over, and a channel closed at the next change.
+func (cs *compatSession) take(cur uint64, limit int, ack bool) (evs []compatEvent, rest int, ended bool, changed <-chan struct{}) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	i := sort.Search(len(cs.queue), func(i int) bool { return cs.queue[i].id > cur })
-	n := min(len(cs.queue)-i, max)
-	return slices.Clone(cs.queue[i : i+n]), len(cs.queue) - i - n, cs.ended, cs.changed
+	n := min(len(cs.queue)-i, limit)
+	evs, rest = slices.Clone(cs.queue[i:i+n]), len(cs.queue)-i-n
+	if n > 0 {
+		last := evs[n-1].id
+		cs.sent = max(cs.sent, last)
+		if ack {
+			cs.ackLocked(last)
+		}
+	}
+	return evs, rest, cs.ended, cs.changed
+}
+
+// waitFor returns whether events follow msg_id cur, whether the session is
+// over, and a channel closed at the next change.
+func (cs *compatSession) waitFor(cur uint64) (ready, ended bool, changed <-chan struct{}) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.queue) > 0 && cs.queue[len(cs.queue)-1].id > cur, cs.ended, cs.changed
 }
 
 // cursor is where a listener that names no cursor starts: after what was
@@ -450,13 +465,6 @@ func (cs *compatSession) cursor() uint64 {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return cs.sent
-}
-
-// markSent records that events up to msg_id n were handed to a listener.
-func (cs *compatSession) markSent(n uint64) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	cs.sent = max(cs.sent, n)
 }
 
 func (cs *compatSession) takeDropped() uint64 {
@@ -489,7 +497,6 @@ func (cs *compatSession) pump() {
 			s.mu.Unlock()
 			cs.mu.Lock()
 			cs.dropped += first - 1 - after
-			println("DEBUGRESET", cs.e.id, first-1-after)
 			cs.mu.Unlock()
 			after = first - 1
 			continue
@@ -887,7 +894,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 	defer keepAlive.Stop()
 	var data []byte
 	for {
-		evs, _, ended, changed := cs.since(cur, maxBatch)
+		evs, _, ended, changed := cs.take(cur, maxBatch, false)
 		for i := range evs {
 			buf = append(buf, "event: message\nid: "...)
 			buf = strconv.AppendUint(buf, evs[i].id, 10)
@@ -906,7 +913,6 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 			buf = buf[:0]
 			if len(evs) > 0 {
 				cur = evs[len(evs)-1].id
-				cs.markSent(cur)
 				c.b.stats.framesOut.Add(uint64(len(evs)))
 			}
 		}
@@ -975,16 +981,10 @@ func (c *compat) poll(w http.ResponseWriter, r *http.Request, id string, limit i
 		defer t.Stop()
 		timer = t.C
 	}
-	var (
-		evs  []compatEvent
-		rest int
-	)
 wait:
 	for {
-		var ended bool
-		var changed <-chan struct{}
-		evs, rest, ended, changed = cs.since(cur, maxBatch)
-		if len(evs) > 0 || ended || timeout == 0 {
+		ready, ended, changed := cs.waitFor(cur)
+		if ready || ended || timeout == 0 {
 			break
 		}
 		select {
@@ -998,16 +998,13 @@ wait:
 			break wait // a newer listener took over: answer now
 		}
 	}
+	if !afterSet {
+		cur = cs.cursor() // past what a newer listener may have taken meanwhile
+	}
+	evs, rest, _, _ := cs.take(cur, maxBatch, !afterSet)
 	out := compatPolled{Messages: make([]json.RawMessage, len(evs)), SessionID: cs.sessionID, QueueLength: rest}
 	for i := range evs {
 		out.Messages[i] = evs[i].appendJSON(nil, false)
-	}
-	if len(evs) > 0 {
-		if afterSet {
-			cs.markSent(evs[len(evs)-1].id)
-		} else {
-			cs.ack(evs[len(evs)-1].id)
-		}
 	}
 	out.Dropped = cs.takeDropped()
 	c.b.stats.framesOut.Add(uint64(len(evs)))
