@@ -101,10 +101,10 @@ func (JSONCodec) DecodeMessage(frame []byte, m *Message) error {
 		case "identifier":
 			switch v[0] {
 			case '"':
-				m.Identifier = appendUnescaped(m.Identifier[:0], v)
+				m.setIdentifier('j', v, appendUnescaped)
 			case '{':
 				// Lenient: a server that sends the identifier as an object.
-				m.Identifier = append(m.Identifier[:0], v...)
+				m.setIdentifier('j', v, appendRaw)
 			default:
 				fieldErr = fieldError(SubprotocolJSON, "identifier", "a string")
 				return nil

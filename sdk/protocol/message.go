@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -65,9 +66,11 @@ const (
 //
 // A Message is meant to be reused across calls to [Codec.DecodeMessage]:
 // decoding overwrites every field and reuses the Identifier's storage, so a
-// read loop that decodes into the same Message allocates nothing per frame.
-// Identifier and Body may alias the decoded frame; copy them (see
-// [Payload.Clone]) before the frame buffer is reused.
+// read loop that decodes into the same Message allocates nothing per frame,
+// and a run of frames for one identifier unescapes it once. Identifier is
+// owned by the Message and valid until the next decode: treat it as
+// read-only. Body aliases the decoded frame; copy it (see [Payload.Clone])
+// before the frame buffer is reused.
 type Message struct {
 	Type Type
 	// Identifier is the subscription identifier, unescaped: the exact bytes
@@ -82,12 +85,31 @@ type Message struct {
 	Reason       string
 	Reconnect    bool
 	HasReconnect bool
+
+	// idVal holds the decoded identifier that Identifier points at, and
+	// idRaw the encoded form it came from (empty when unknown): the next
+	// frame with the same encoded identifier reuses idVal.
+	idVal, idRaw []byte
+	idCodec      byte // 'j' or 'm': the codec idRaw is encoded in
 }
 
-// Reset clears m for reuse, keeping the Identifier's storage.
+// Reset clears m for reuse, keeping its storage.
 func (m *Message) Reset() {
-	*m = Message{Identifier: m.Identifier[:0]}
+	*m = Message{Identifier: m.Identifier[:0], idVal: m.idVal, idRaw: m.idRaw, idCodec: m.idCodec}
 }
+
+// setIdentifier sets Identifier from its encoded form raw, decoding with
+// decode unless raw is the encoded form of the identifier already held.
+func (m *Message) setIdentifier(codec byte, raw []byte, decode func(dst, raw []byte) []byte) {
+	if m.idCodec != codec || len(m.idRaw) == 0 || !bytes.Equal(raw, m.idRaw) {
+		m.idVal = decode(m.idVal[:0], raw)
+		m.idRaw = append(m.idRaw[:0], raw...)
+		m.idCodec = codec
+	}
+	m.Identifier = m.idVal
+}
+
+func appendRaw(dst, raw []byte) []byte { return append(dst, raw...) }
 
 // Command is one client frame.
 type Command struct {

@@ -82,7 +82,7 @@ func (MessagePackCodec) DecodeMessage(frame []byte, m *Message) error {
 				fieldErr = fieldError(SubprotocolMessagePack, "identifier", "a string")
 				return
 			}
-			m.Identifier = append(m.Identifier[:0], s...)
+			m.setIdentifier('m', s, appendRaw)
 			haveID = true
 		case "message":
 			m.Body = RawMessagePack(v)
