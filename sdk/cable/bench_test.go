@@ -26,6 +26,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +148,42 @@ func BenchmarkReceive(b *testing.B) {
 	b.Run("b-naive-json-unmarshal", func(b *testing.B) { benchRaw(b, true) })
 	b.Run("c-consumer-json", func(b *testing.B) { benchConsumer(b, protocol.JSONCodec{}) })
 	b.Run("d-consumer-msgpack", func(b *testing.B) { benchConsumer(b, protocol.MessagePackCodec{}) })
+	b.Run("e-node-official-actioncable", benchOfficial)
+}
+
+// benchOfficial runs the official @rails/actioncable client under Node on
+// the same feed (js/bench/official-receive.mjs). It needs node and the npm
+// dev dependencies (npm ci); without them it is skipped.
+func benchOfficial(b *testing.B) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		b.Fatal(err)
+	}
+	script := filepath.Join(root, "js", "bench", "official-receive.mjs")
+	if _, err := os.Stat(filepath.Join(root, "node_modules", "@rails", "actioncable")); err != nil {
+		b.Skip("npm dev dependencies missing (run npm ci)")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		b.Skip("node not installed")
+	}
+	n := max(b.N, 2)
+	f := newFeeder(b, protocol.JSONCodec{}, true)
+	f.n = n
+	b.ResetTimer()
+	cmd := exec.Command(node, script, f.url(), strconv.Itoa(n))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var r struct{ Rate float64 }
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatalf("node printed %q: %v", out, err)
+	}
+	b.ReportMetric(r.Rate, "msgs/s")
+	b.ReportMetric(1e9/r.Rate, "ns/msg")
 }
 
 func benchRaw(b *testing.B, unmarshal bool) {
