@@ -14,6 +14,8 @@
 //	GET    /sessions/{sid}/ws         the session re-attached over a WebSocket at a cursor
 //	DELETE /sessions/{sid}            close the session
 //	GET    /  (WebSocket upgrade)      a plain ActionCable proxy, JSON or MessagePack
+//	GET    /healthz                   200, or 503 while draining
+//	       /events/{events-id}        the actioncable-to-eventsource API (server/COMPAT.md)
 //
 // Every frame from Rails but pings gets one sequence number from the
 // session's single upstream reader and waits in a bounded buffer until a
