@@ -2,23 +2,26 @@
 // subscriptions.create → perform/unsubscribe), run by the Go sdk's
 // cable.Consumer (reconnects, resubscribes, stale detection).
 import { load, newId } from './loader.js'
-import { Emitter } from './socket.js'
+import { connectionOptions, Emitter } from './socket.js'
 
 // restartDelay spaces fresh instances after a Go instance died.
 const restartDelay = 500
 
 /**
  * A connection to an ActionCable server that keeps itself connected.
- * Events: `connected` ({reconnected}), `disconnected` ({willAttemptReconnect,
- * error}), `error` ({error, reason}) and `stopped`.
+ * Events: `connected` ({reconnected, transport}), `disconnected`
+ * ({willAttemptReconnect, error}), `transportchange` ({from, to, upgrade,
+ * reason}), `error` ({error, reason}) and `stopped`.
  */
 export class Consumer extends Emitter {
   constructor(url, options = {}) {
     super()
     this.url = String(url).replace(/^http(s?):/i, 'ws$1:')
-    this.options = options
+    this.options = connectionOptions(options)
     this.subscriptions = new Subscriptions(this)
     this.connected = false
+    /** The transport of the current connection: 'websocket', 'sse', 'longpoll', or '' before the first. */
+    this.transport = ''
     this._rt = null
     this._id = 0
     this._open()
@@ -48,8 +51,15 @@ export class Consumer extends Emitter {
     switch (kind) {
       case 'C':
         this.connected = true
-        this._emit('connected', { type: 'connected', reconnected: payload === '1' })
+        this.transport = payload.slice(1)
+        this._emit('connected', { type: 'connected', reconnected: payload[0] === '1', transport: this.transport })
         break
+      case 'W': {
+        const { from, to, upgrade, reason } = JSON.parse(payload)
+        this.transport = to
+        this._emit('transportchange', { type: 'transportchange', from, to, upgrade, reason })
+        break
+      }
       case 'D':
         this.connected = false
         this._emit('disconnected', {

@@ -1,13 +1,55 @@
 // Type declarations for the cableway npm package (js/index.js).
 
+/** A transport: a WebSocket straight to the cable URL, or Server-Sent Events or long-polling through the bridge. */
+export type TransportName = 'websocket' | 'sse' | 'longpoll'
+
+/**
+ * A connection moved between transports: a fallback while connecting
+ * (`upgrade: false`; `reason` says why the better transports failed), or an
+ * upgrade by the background probe (`upgrade: true`, `reason: 'upgrade'`).
+ */
+export interface TransportChangeEvent {
+  type: 'transportchange'
+  from: TransportName
+  to: TransportName
+  upgrade: boolean
+  reason: string
+}
+
 /** Options of a connection made by cableway (CableSocket or Consumer). */
 export interface ConnectionOptions {
-  /** Offer actioncable-v1-msgpack before JSON on the wire (default false). JS still sees JSON. */
+  /** Offer actioncable-v1-msgpack before JSON on the wire (default false). JS still sees JSON. Over SSE and long-poll the wire is JSON. */
   msgpack?: boolean
-  /** The transport: "websocket" (default, and the only one built in so far). */
-  transport?: 'websocket' | (string & {})
+  /**
+   * The Cableway bridge's base URL (`cableway bridge`, e.g. 'https://app.example.com/cable-bridge';
+   * relative URLs resolve against the page). With it, the transports default to
+   * ['websocket', 'sse', 'longpoll']: the WebSocket goes straight to the cable URL, SSE and
+   * long-polling through the bridge, which must list the page's origin in --allowed-origins
+   * when it is cross-origin. The cable URL's query (`?token=…`) is passed on to Rails.
+   */
+  bridge?: string | URL
+  /**
+   * The transports to try, best first (default ['websocket'], or all three with `bridge`). A
+   * refused one gives way at once, one that hangs after `headStartMs`; the first to be welcomed
+   * wins. 'sse' and 'longpoll' need `bridge`. Without 'websocket' no upgrade is tried.
+   */
+  transports?: TransportName[] | TransportName
+  /** One transport; the same as `transports: [transport]`. */
+  transport?: TransportName
+  /** How long a transport may hang before the next one races it (default 800). */
+  headStartMs?: number
+  /** How often a connection on SSE or long-poll tries to move back up to a WebSocket through the bridge (default 30000; negative: never). */
+  probeIntervalMs?: number
   /** Largest frame accepted, in bytes (default 1 MiB); a larger one closes the connection with 1009. */
   maxFrameBytes?: number
+  /** Consumer only: drop a connection that sent nothing (not even a ping) for this long (default 6000). */
+  staleTimeoutMs?: number
+}
+
+/** Options of the CableSocket classes made by install() and cableSocketWith(). */
+export interface SocketClassOptions extends ConnectionOptions {
+  /** Added as a `transportchange` listener to every socket of the class. */
+  ontransportchange?: (event: TransportChangeEvent & { target: CableSocket }) => void
 }
 
 /** Options of the WebAssembly instance. */
@@ -36,6 +78,7 @@ export interface CableSocketEventMap {
   message: { type: 'message'; data: string; origin: string; target: CableSocket }
   error: { type: 'error'; message?: string; error?: unknown; target: CableSocket }
   close: { type: 'close'; code: number; reason: string; wasClean: boolean; target: CableSocket }
+  transportchange: TransportChangeEvent & { target: CableSocket }
 }
 
 type Listener<E> = ((event: E) => void) | { handleEvent(event: E): void }
@@ -55,9 +98,12 @@ export class CableSocket {
   readonly CLOSING: 2
   readonly CLOSED: 3
 
-  constructor(url: string | URL, protocols?: string | string[], options?: ConnectionOptions)
+  constructor(url: string | URL, protocols?: string | string[], options?: SocketClassOptions)
 
   readonly url: string
+  /** The transport carrying the socket; '' until it is known (at open, or at a transportchange before it). */
+  readonly transport: TransportName | ''
+  ontransportchange: ((event: CableSocketEventMap['transportchange']) => void) | null
   readonly readyState: 0 | 1 | 2 | 3
   readonly protocol: string
   readonly extensions: string
@@ -80,7 +126,7 @@ export class CableSocket {
 }
 
 /** A CableSocket class with options bound, for code that calls `new WebSocket(url, protocols)`. */
-export function cableSocketWith(options?: ConnectionOptions): typeof CableSocket
+export function cableSocketWith(options?: SocketClassOptions): typeof CableSocket
 
 /** The @rails/actioncable module object (Rails ≥ 6) or a Rails 5-style ActionCable object. */
 export type ActionCableModule = { adapters: { WebSocket: unknown } } | { WebSocket: unknown }
@@ -90,7 +136,7 @@ export type ActionCableModule = { adapters: { WebSocket: unknown } } | { WebSock
  * CableSocket class with these options, starts loading the WebAssembly, and
  * returns the class.
  */
-export function install(ActionCable: ActionCableModule, options?: ConnectionOptions & LoadOptions): typeof CableSocket
+export function install(ActionCable: ActionCableModule, options?: SocketClassOptions & LoadOptions): typeof CableSocket
 
 /** Channel params: a channel name, or an object with `channel` and params (key order is kept). */
 export type ChannelParams = string | ({ channel: string } & Record<string, unknown>)
@@ -123,7 +169,8 @@ export class Subscriptions {
 }
 
 export interface ConsumerEventMap {
-  connected: { type: 'connected'; reconnected: boolean }
+  connected: { type: 'connected'; reconnected: boolean; transport: TransportName }
+  transportchange: TransportChangeEvent
   disconnected: { type: 'disconnected'; willAttemptReconnect: boolean; error?: Error }
   /** reason: the server's disconnect reason ("unauthorized", …), or "instance_exited". */
   error: { type: 'error'; error: Error; message: string; reason?: string }
@@ -140,6 +187,8 @@ export class Consumer {
   readonly subscriptions: Subscriptions
   /** Whether a welcomed connection is up. */
   readonly connected: boolean
+  /** The transport of the current (or last) connection; '' before the first. */
+  readonly transport: TransportName | ''
   /** Reopens the consumer after disconnect(); subscriptions are made again. */
   connect(): void
   /** Closes the connection; resolves once the Go consumer has stopped. */

@@ -2,9 +2,10 @@
 // and carries everything that crosses between it and JavaScript.
 //
 // Crossings are batched, since each costs far more than a frame:
-// - Sockets: the JS half of Go's WebSocket transport (Wire, below) queues
-//   the events of every socket in one buffer and hands it to Go in one call
-//   per task (wireDeliver); the call returns what Go made of it.
+// - Sockets: Wire (below) is the JS hook of the sdk's WebSocket transport
+//   (sdk/transport/websocket, SetJSHook): it queues the events of every
+//   socket in one buffer and hands it to Go in one call per task
+//   (wireDeliver); the call returns what Go made of it.
 // - Everything else Go reports (consumer events and messages, promise
 //   results) goes to one outbox; the first record calls notify(), and a
 //   macrotask later takes the whole outbox (take) as one string.
@@ -107,7 +108,7 @@ async function start() {
   const go = new globalThis.Go()
   const instance = await WebAssembly.instantiate(await module, go.importObject)
   // Go's main calls this with its exported functions and gets back the
-  // JS functions it calls: notify() and the Wire's open/send/close.
+  // JS functions it calls: notify() and the Wire (the WebSocket hook).
   const key = `__cablewayBoot${bootSeq++}`
   let rt
   globalThis[key] = (api) => {
@@ -250,10 +251,12 @@ const encoder = new TextEncoder()
 const K_OPEN = 0x6f, K_TEXT = 0x74, K_BINARY = 0x62, K_CLOSED = 0x78 // o t b x
 
 /**
- * Wire is the JavaScript half of Go's WebSocket transport (wasm/jsws.go):
- * Go calls open/send/close; the events of all sockets are queued here as
- * records (kind u8, id u32, length u32, payload) in one buffer, and handed
- * to Go in one call per task, so a burst of frames enters Go once.
+ * Wire is the JS hook of the sdk's WebSocket transport under GOOS=js (its
+ * contract: SetJSHook in sdk/transport/websocket/dial_js.go). Go calls
+ * open/send/close; the events of all sockets are queued here as records
+ * (kind u8, id u32 LE, length u32 LE, payload) in one buffer, and handed to
+ * Go (wireDeliver → websocket.DeliverJS) in one call per task, so a burst
+ * of frames enters Go once.
  */
 class Wire {
   constructor(rt, WS) {
@@ -267,7 +270,7 @@ class Wire {
     this.delivering = false
     this.lastArrival = -Infinity
     this.deliver = this.deliver.bind(this)
-    // Go calls these (wasm/jsws.go): plain functions, no `this` needed.
+    // Go calls these (the hook contract): plain functions, no `this` needed.
     this.open = (id, url, protocols) => {
       const ws = new this.WS(url, protocols)
       ws.binaryType = 'arraybuffer'
@@ -287,13 +290,17 @@ class Wire {
       ws.onerror = () => {} // a close event follows
     }
     this.send = (id, data) => this.sockets.get(id)?.send(data)
+    // Go forgets the id once it has called close: its events are not
+    // reported any more.
     this.close = (id, code, reason) => {
       const ws = this.sockets.get(id)
       if (!ws) return
+      this.sockets.delete(id)
+      ws.onopen = ws.onmessage = ws.onclose = null
       try {
         ws.close(code, reason)
       } catch {
-        ws.close()
+        ws.close() // browsers refuse codes other than 1000 and 3000–4999 (1009)
       }
     }
   }

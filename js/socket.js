@@ -45,6 +45,25 @@ export class Emitter {
   }
 }
 
+/**
+ * connectionOptions normalises the options of a socket or consumer for Go:
+ * the bridge URL resolved (against the page's URL; ws: → http:), and
+ * transports as an array.
+ */
+export function connectionOptions(options = {}) {
+  const o = { ...options }
+  if (o.bridge !== undefined && o.bridge !== null) {
+    let b = String(o.bridge)
+    try {
+      b = new URL(b, globalThis.location?.href).href
+    } catch {} // Go reports the bad URL when it uses it
+    o.bridge = b.replace(/^ws(s?):/i, 'http$1:').replace(/\/+$/, '')
+  }
+  if (typeof o.transports === 'string') o.transports = [o.transports]
+  else if (o.transports) o.transports = [...o.transports].map(String)
+  return o
+}
+
 const CONNECTING = 0
 const OPEN = 1
 const CLOSING = 2
@@ -61,7 +80,7 @@ export class CableSocket extends Emitter {
   /**
    * @param {string|URL} url ws://, wss://, http:// or https:// URL of the cable
    * @param {string|string[]} [protocols] subprotocols the client offers
-   * @param {object} [options] { msgpack, transport, maxFrameBytes }
+   * @param {object} [options] { msgpack, bridge, transports, maxFrameBytes, … } (see index.d.ts)
    */
   constructor(url, protocols = [], options = {}) {
     super()
@@ -71,11 +90,14 @@ export class CableSocket extends Emitter {
     this.extensions = ''
     this.bufferedAmount = 0
     this.binaryType = 'blob'
-    this.onopen = this.onmessage = this.onclose = this.onerror = null
+    /** The transport carrying the socket: 'websocket', 'sse' or 'longpoll'; '' until known. */
+    this.transport = ''
+    this.onopen = this.onmessage = this.onclose = this.onerror = this.ontransportchange = null
     this._id = newId()
     this._rt = null
     this._protocols = typeof protocols === 'string' ? [protocols] : [...(protocols ?? [])]
-    this._options = options
+    this._options = connectionOptions(options)
+    if (typeof options?.ontransportchange === 'function') this.addEventListener('transportchange', options.ontransportchange)
     this._close = null // [code, reason] of a close() made before Go had the socket
     try {
       this._origin = new URL(this.url).origin
@@ -111,6 +133,15 @@ export class CableSocket extends Emitter {
       case 'm':
         if (this.readyState === OPEN) this._emit('message', { type: 'message', data: payload, origin: this._origin })
         break
+      case 'n':
+        this.transport = payload
+        break
+      case 'w': {
+        const { from, to, upgrade, reason } = JSON.parse(payload)
+        this.transport = to
+        this._emit('transportchange', { type: 'transportchange', from, to, upgrade, reason })
+        break
+      }
       case 'o':
         if (this.readyState !== CONNECTING) break // close() was called: Go closes it
         this.readyState = OPEN

@@ -20,7 +20,10 @@ package wasm
 
 import (
 	"os"
+	"runtime"
 	"syscall/js"
+
+	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
 // Run exports the bindings to the JS loader and serves them until the
@@ -53,10 +56,28 @@ func Run() {
 		return nil
 	})
 	export("wireDeliver", wireDeliver)
-	// boot returns {notify, wire: {open, send, close}}: the JS functions Go calls.
+	// boot returns {notify, wire}: the JS function that schedules a take(),
+	// and the WebSocket hook (open/send/close) of sdk/transport/websocket.
 	res := boot.Invoke(api)
 	out.notify = res.Get("notify")
-	wire := res.Get("wire")
-	wireOpen, wireSend, wireClose = wire.Get("open"), wire.Get("send"), wire.Get("close")
+	websocket.SetJSHook(res.Get("wire"))
 	select {}
+}
+
+// wireDeliver(batch Uint8Array) hands the socket events the loader's wire
+// queued to the sdk's WebSocket transport (websocket.DeliverJS), lets the
+// goroutines reading those sockets run, and returns the outbox they filled:
+// a burst of frames costs JavaScript one call into Go, which also returns
+// what became of them.
+func wireDeliver(args []js.Value) any {
+	out.mu.Lock()
+	out.quiet = true
+	out.mu.Unlock()
+	websocket.DeliverJS(args[0])
+	// The readers woken above run now, each until it waits again; twice, in
+	// case the scheduler looks at this goroutine first. Anything they leave
+	// for later reaches JavaScript through notify, only a call later.
+	runtime.Gosched()
+	runtime.Gosched()
+	return out.take()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // consumer is the Go side of a JS Consumer: one sdk cable.Consumer.
@@ -63,7 +64,8 @@ func consumerOpen(args []js.Value) any {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	consumers.Store(c.id, c)
 	url := args[1].String()
-	opts, err := parseOptions(args[2]).consumerOptions()
+	o := parseOptions(args[2])
+	opts, err := o.consumerOptions(func(ch fallback.Change) { out.add(recMoved, c.id, change(o.names(), ch)) })
 	go func() {
 		defer close(c.ready)
 		if err != nil {
@@ -81,7 +83,10 @@ func consumerOpen(args []js.Value) any {
 func (c *consumer) event(e cable.Event) {
 	switch e.Kind {
 	case cable.EventConnected:
-		out.add(recConnect, c.id, flag(e.Reconnected))
+		out.add(recConnect, c.id, func(dst []byte) ([]byte, error) {
+			dst, _ = flag(e.Reconnected)(dst)
+			return append(dst, clean(e.Transport)...), nil
+		})
 	case cable.EventDisconnected:
 		out.add(recDrop, c.id, func(dst []byte) ([]byte, error) {
 			dst, _ = flag(e.WillReconnect)(dst)

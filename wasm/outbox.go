@@ -13,18 +13,21 @@ import (
 // Record kinds, the first byte of each record in the outbox. Lower case
 // for sockets, upper case for consumers, digits for subscriptions.
 const (
-	recOpen    = 'o' // socket open; payload: the protocol shown to JS
-	recFrame   = 'm' // socket message; payload: one JSON frame
-	recClose   = 'x' // socket closed; payload: "code,clean,reason"
-	recError   = 'e' // socket error; payload: message
-	recResult  = 'p' // promise settled; payload: "" or the error message
-	recConnect = 'C' // consumer connected; payload: "1" after a reconnect
-	recDrop    = 'D' // consumer disconnected; payload: "1" if it will reconnect, then the cause
-	recStop    = 'S' // consumer stopped; payload: "" or the error message
-	recRecv    = 'r' // subscription message; payload: JSON
-	recSubOK   = 'c' // subscription confirmed; payload: "1" after a reconnect
-	recSubDrop = 'd' // subscription disconnected; payload: "1" if it will reconnect
-	recReject  = 'j' // subscription rejected
+	recOpen      = 'o' // socket open; payload: the protocol shown to JS
+	recTransport = 'n' // socket: the transport it opened on (before 'o'); payload: its name
+	recMove      = 'w' // socket moved between transports; payload: JSON {from, to, upgrade, reason}
+	recFrame     = 'm' // socket message; payload: one JSON frame
+	recClose     = 'x' // socket closed; payload: "code,clean,reason"
+	recError     = 'e' // socket error; payload: message
+	recResult    = 'p' // promise settled; payload: "" or the error message
+	recConnect   = 'C' // consumer connected; payload: "1" after a reconnect (else "0"), then the transport's name
+	recMoved     = 'W' // consumer moved between transports; payload: as 'w'
+	recDrop      = 'D' // consumer disconnected; payload: "1" if it will reconnect, then the cause
+	recStop      = 'S' // consumer stopped; payload: "" or the error message
+	recRecv      = 'r' // subscription message; payload: JSON
+	recSubOK     = 'c' // subscription confirmed; payload: "1" after a reconnect
+	recSubDrop   = 'd' // subscription disconnected; payload: "1" if it will reconnect
+	recReject    = 'j' // subscription rejected
 )
 
 // Separators: a record is kind, decimal id, fieldSep, payload; records are

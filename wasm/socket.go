@@ -12,6 +12,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // settleTimeout bounds how long a socket closed while connecting waits for
@@ -44,7 +45,7 @@ var sockets sync.Map // id → *socket
 // actioncable-unsupported) are offered after them and passed through.
 func socketOpen(args []js.Value) any {
 	id, url, opts := args[0].Int(), args[1].String(), parseOptions(args[3])
-	tr, err := opts.transport()
+	tr, err := opts.transport(func(ch fallback.Change) { out.add(recMove, id, change(opts.names(), ch)) })
 	s := &socket{id: id, wake: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	sockets.Store(id, s)
@@ -114,14 +115,9 @@ func (s *socket) run(tr transport.Transport, req *transport.Request) {
 		s.finish(code, reason, true)
 		return
 	}
+	out.addText(recTransport, s.id, transportName(tr, conn))
 	out.addText(recOpen, s.id, shown)
 	go s.write(conn)
-	if jc, ok := conn.(*jsConn); ok {
-		// The JS wire hands frames over synchronously, in batches: convert
-		// them there, with no goroutine switch per frame.
-		var m protocol.Message
-		jc.setSink(func(frame []byte) { s.convert(codec, frame, &m) })
-	}
 	s.read(conn, codec)
 }
 

@@ -1,8 +1,13 @@
-// Shared test helpers: the example Rails app, free ports, waiting on events.
-import { spawn } from 'node:child_process'
+// Shared test helpers: the example Rails app, the Cableway bridge, servers
+// that block WebSockets, free ports, waiting on events.
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer as createHTTPServer, request as httpRequest } from 'node:http'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -109,4 +114,102 @@ export function browserGlobals() {
   globalThis.document ??= { visibilityState: 'visible', addEventListener() {}, removeEventListener() {} }
   globalThis.addEventListener ??= () => {}
   globalThis.removeEventListener ??= () => {}
+}
+
+let bridgeBinary // Promise<string>: the cableway binary, built once per process
+
+/** Builds ./server/cmd/cableway into a temporary directory (once). */
+export function buildBridge() {
+  bridgeBinary ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cableway-bridge-'))
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+    const bin = join(dir, 'cableway')
+    await promisify(execFile)(process.env.GO || 'go', ['build', '-o', bin, './server/cmd/cableway'], { cwd: root })
+    return bin
+  })()
+  return bridgeBinary
+}
+
+/**
+ * Starts `cableway bridge` on a free port in front of the cable at
+ * upstream and waits for /healthz. Returns {url, stop, log}.
+ */
+export async function startBridge({ upstream, allowedOrigins = [] }) {
+  const bin = await buildBridge()
+  const port = await freePort()
+  const proc = spawn(bin, ['bridge', '--listen', `127.0.0.1:${port}`, '--upstream', upstream,
+    '--allowed-origins', allowedOrigins.join(','), '--log-level', process.env.CABLEWAY_DEBUG ? 'debug' : 'warn',
+    '--metrics=false', '--shutdown-timeout', '1s'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let log = ''
+  proc.stdout.on('data', (d) => { log += d })
+  proc.stderr.on('data', (d) => { log += d; if (process.env.CABLEWAY_DEBUG) process.stderr.write(d) })
+  let exited = false
+  proc.on('exit', () => { exited = true })
+  const url = `http://127.0.0.1:${port}`
+  const stop = () => { if (!exited) proc.kill('SIGKILL') }
+  try {
+    await until(async () => {
+      if (exited) throw new Error(`the bridge exited:\n${log}`)
+      try {
+        return (await fetch(`${url}/healthz`)).ok
+      } catch {
+        return false
+      }
+    }, 10000, 'bridge /healthz')
+  } catch (err) {
+    stop()
+    throw err
+  }
+  return { url, stop, log: () => log }
+}
+
+/**
+ * A cable URL where WebSockets fail. mode 'refuse': an HTTP server that
+ * answers every request and upgrade with 404 (a proxy that refuses
+ * upgrades). mode 'blackhole': a TCP server that accepts connections and
+ * never answers. Returns {ws, close}.
+ */
+export async function blockedCable(mode) {
+  const sockets = new Set()
+  let server
+  if (mode === 'refuse') {
+    server = createHTTPServer((req, res) => { res.writeHead(404, { 'content-length': 0 }); res.end() })
+    server.on('upgrade', (req, socket) => socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'))
+  } else {
+    server = createServer((socket) => { socket.on('error', () => {}) })
+  }
+  server.on('connection', (socket) => { sockets.add(socket); socket.on('close', () => sockets.delete(socket)) })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    ws: `ws://127.0.0.1:${server.address().port}/cable`,
+    close: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(resolve) }),
+  }
+}
+
+/**
+ * An HTTP proxy in front of target (the bridge) that buffers event streams
+ * until they end, as a misconfigured reverse proxy does: SSE never
+ * delivers a frame through it; everything else passes. Returns {url, close}.
+ */
+export async function bufferingProxy(target) {
+  const server = createHTTPServer((req, res) => {
+    const up = httpRequest(new URL(req.url, target), { method: req.method, headers: req.headers }, (answer) => {
+      if (/\/sse(\?|$)/.test(req.url)) {
+        const chunks = []
+        answer.on('data', (c) => chunks.push(c))
+        answer.on('end', () => { res.writeHead(answer.statusCode, answer.headers); res.end(Buffer.concat(chunks)) })
+      } else {
+        res.writeHead(answer.statusCode, answer.headers)
+        answer.pipe(res)
+      }
+    })
+    up.on('error', () => res.destroy())
+    req.pipe(up)
+    res.on('close', () => up.destroy())
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }),
+  }
 }

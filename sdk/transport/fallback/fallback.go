@@ -120,11 +120,13 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 	results := make(chan attempt, len(order))
 	launched, outstanding := 0, 0
 	var errs []error
+	cancels := make([]context.CancelFunc, 0, len(order))
 	launch := func() {
 		i := launched
 		launched++
 		outstanding++
 		actx, cancel := context.WithCancel(ctx)
+		cancels = append(cancels, cancel)
 		go func() {
 			a := attempt{index: start + i, cancel: cancel}
 			a.conn, a.first, a.err = open(actx, order[i], req)
@@ -160,7 +162,14 @@ wait:
 			break wait
 		}
 	}
-	// Close the losers as they come in, without waiting for them.
+	// Stop the attempts still running (one that hangs would otherwise hold
+	// its socket or bridge session as long as ctx lives), and close the
+	// losers as they come in, without waiting for them.
+	for i, cancel := range cancels {
+		if winner == nil || start+i != winner.index {
+			cancel()
+		}
+	}
 	go func(pending int) {
 		for ; pending > 0; pending-- {
 			a := <-results

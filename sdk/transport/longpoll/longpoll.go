@@ -35,9 +35,10 @@ func New(bridgeURL string, opts ...Option) *Transport {
 // Name returns "longpoll".
 func (*Transport) Name() string { return "longpoll" }
 
-// Dial creates a bridge session with req's headers and starts polling it.
+// Dial creates a bridge session with req's headers and the query of
+// req.URL (passed on to Rails), and starts polling it.
 func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
-	s, err := bridgeconn.Create(ctx, t.o.doer(), t.base, req.Header)
+	s, err := bridgeconn.CreateFor(ctx, t.o.doer(), t.base, req)
 	if err != nil {
 		return nil, err
 	}

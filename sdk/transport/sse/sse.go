@@ -24,8 +24,9 @@ type Transport struct {
 }
 
 // New returns a transport for the bridge at bridgeURL (its base, e.g.
-// "https://example.com/cable-bridge"). The consumer's URL is not used:
-// the bridge knows its Rails upstream.
+// "https://example.com/cable-bridge"). Of the consumer's URL only the
+// query is used (passed on to Rails, see Dial): the bridge knows its Rails
+// upstream.
 func New(bridgeURL string, opts ...Option) *Transport {
 	t := &Transport{base: bridgeURL, o: options{maxFrame: 1 << 20}}
 	for _, opt := range opts {
@@ -38,10 +39,11 @@ func New(bridgeURL string, opts ...Option) *Transport {
 func (*Transport) Name() string { return "sse" }
 
 // Dial creates a bridge session with req's headers (Cookie,
-// Authorization) and starts its event stream. The session exists once Rails
+// Authorization) and the query of req.URL (where browsers put tokens),
+// which the bridge passes on to Rails, and starts its event stream. The session exists once Rails
 // has welcomed it; the welcome is the first frame read.
 func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
-	s, err := bridgeconn.Create(ctx, t.o.doer(), t.base, req.Header)
+	s, err := bridgeconn.CreateFor(ctx, t.o.doer(), t.base, req)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,18 @@ func WithCompression(mode ws.CompressionMode, threshold int) Option {
 	return func(o *options) { o.compress, o.threshold = mode, threshold }
 }
 
-func (t *Transport) dial(ctx context.Context, req *transport.Request) (*ws.Conn, io.Closer, error) {
+func (t *Transport) dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
+	c, stream, err := t.dialWS(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// coder/websocket's limit closes with 1009 on the byte after it; ours
+	// reports the error first, so give it one byte of room.
+	c.SetReadLimit(t.o.readLimit + 1)
+	return &conn{ws: c, stream: stream, limit: t.o.readLimit, binary: isBinary(c.Subprotocol())}, nil
+}
+
+func (t *Transport) dialWS(ctx context.Context, req *transport.Request) (*ws.Conn, io.Closer, error) {
 	h := make(http.Header, len(req.Header)+1)
 	for k, v := range req.Header {
 		ck := http.CanonicalHeaderKey(k)

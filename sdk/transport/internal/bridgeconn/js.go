@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall/js"
+
+	"github.com/cableway/cableway/sdk/transport"
 )
 
 // await waits for a JS promise without blocking any JS callback: the
-// callbacks only hand the outcome to this goroutine. ctx cancellation calls
-// abort (if set).
+// callbacks only hand the outcome to this goroutine. When ctx ends first,
+// abort (if set) is called and await returns at once; the callbacks are
+// released once the promise has settled.
 func await(ctx context.Context, promise js.Value, abort func()) (js.Value, error) {
 	type outcome struct {
 		v   js.Value
@@ -33,24 +37,34 @@ func await(ctx context.Context, promise js.Value, abort func()) (js.Value, error
 		ch <- outcome{err: errors.New(msg)}
 		return nil
 	})
-	defer onOK.Release()
-	defer onErr.Release()
+	release := func() {
+		onOK.Release()
+		onErr.Release()
+	}
 	promise.Call("then", onOK, onErr)
 	select {
 	case o := <-ch:
+		release()
 		return o.v, o.err
 	case <-ctx.Done():
 		if abort != nil {
 			abort()
 		}
-		<-ch // the rejection caused by abort, so the callbacks can be released
+		go func() {
+			<-ch // JS may still call one of them until the promise settles
+			release()
+		}()
 		return js.Undefined(), ctx.Err()
 	}
 }
 
-// FetchDoer is the GOOS=js Doer, on the global fetch. Cookies are sent by
-// the browser (credentials: "include"); Cookie headers given are dropped,
-// since fetch forbids them.
+// FetchDoer is the GOOS=js Doer, on the global fetch (browsers, Node ≥ 18,
+// Deno). Requests carry the browser's cookies for the bridge
+// (credentials: "include"; a cross-origin bridge must list the page's
+// origin in --allowed-origins). Cookie and Origin headers given are
+// dropped, since fetch forbids them, and so is Content-Type: a string body
+// goes as text/plain, which the bridge accepts, and which keeps
+// cross-origin requests free of CORS preflights.
 type FetchDoer struct{}
 
 // Do performs one request.
@@ -59,15 +73,18 @@ func (FetchDoer) Do(ctx context.Context, method, u string, header map[string][]s
 	if fetch.Type() != js.TypeFunction {
 		return 0, nil, errors.New("bridge: no global fetch")
 	}
-	opts := js.Global().Get("Object").New()
+	object := js.Global().Get("Object")
+	opts := object.New()
 	opts.Set("method", method)
 	opts.Set("credentials", "include")
-	h := js.Global().Get("Object").New()
+	opts.Set("cache", "no-store")
+	h := object.New()
 	for k, v := range header {
-		if k == "Cookie" || k == "Origin" || len(v) == 0 {
+		switch {
+		case len(v) == 0, strings.EqualFold(k, "Cookie"), strings.EqualFold(k, "Origin"), strings.EqualFold(k, "Content-Type"):
 			continue
 		}
-		h.Set(k, v[0])
+		h.Set(k, strings.Join(v, ", "))
 	}
 	opts.Set("headers", h)
 	if body != nil {
@@ -79,7 +96,11 @@ func (FetchDoer) Do(ctx context.Context, method, u string, header map[string][]s
 		opts.Set("signal", c.Get("signal"))
 		abort = func() { c.Call("abort") }
 	}
-	resp, err := await(ctx, fetch.Invoke(u, opts), abort)
+	var promise js.Value
+	if err := catch(func() { promise = fetch.Invoke(u, opts) }); err != nil {
+		return 0, nil, fmt.Errorf("bridge: fetch: %w", err)
+	}
+	resp, err := await(ctx, promise, abort)
 	if err != nil {
 		return 0, nil, fmt.Errorf("bridge: fetch: %w", err)
 	}
@@ -90,31 +111,56 @@ func (FetchDoer) Do(ctx context.Context, method, u string, header map[string][]s
 	return resp.Get("status").Int(), []byte(text.String()), nil
 }
 
-// SSE is the Server-Sent Events downstream on the browser's EventSource.
-// The browser's own reconnection is not used: the first error closes the
-// source and Conn resumes from its cursor.
+// catch runs f, turning a JavaScript exception into an error.
+func catch(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if jerr, ok := r.(js.Error); ok {
+				err = errors.New(jerr.Value.Call("toString").String())
+			} else {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	f()
+	return nil
+}
+
+// SSE is the Server-Sent Events downstream on the global EventSource
+// (browsers; Node has none: a program may install one as
+// globalThis.EventSource, or use long-polling). The EventSource's own
+// reconnection is not used: the first error closes it and Conn resumes
+// from its cursor. An error that leaves the EventSource CLOSED means the
+// bridge answered with an HTTP error or no event stream (EventSource does
+// not say which): that is final, as a 4xx is natively.
 type SSE struct {
-	MaxFrame int
+	MaxFrame int // largest event accepted (default 1 MiB)
 }
 
 // Name returns "sse".
 func (SSE) Name() string { return "sse" }
 
 type sseEvent struct {
-	reset, failed bool
-	data, id      string
+	reset, failed, refused bool
+	data, id               string
 }
 
 // Run reads one EventSource until it fails.
 func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
 	ctor := js.Global().Get("EventSource")
 	if ctor.Type() != js.TypeFunction {
-		return &permanent{errors.New("bridge: no EventSource in this environment")}
+		return &permanent{errors.New("no EventSource in this JavaScript environment")}
+	}
+	maxFrame := d.MaxFrame
+	if maxFrame <= 0 {
+		maxFrame = 1 << 20
 	}
 	opts := js.Global().Get("Object").New()
 	opts.Set("withCredentials", true)
-	es := ctor.New(s.URL("sse", url.Values{"after": {strconv.FormatUint(after, 10)}}), opts)
-	defer es.Call("close")
+	var es js.Value
+	if err := catch(func() { es = ctor.New(s.URL("sse", url.Values{"after": {strconv.FormatUint(after, 10)}}), opts) }); err != nil {
+		return &permanent{fmt.Errorf("EventSource: %w", err)}
+	}
 
 	// Callbacks only queue; this goroutine does the work.
 	var (
@@ -138,15 +184,27 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		return nil
 	})
 	onReset := js.FuncOf(func(js.Value, []js.Value) any { push(sseEvent{reset: true}); return nil })
-	onError := js.FuncOf(func(js.Value, []js.Value) any { push(sseEvent{failed: true}); return nil })
-	defer onOpen.Release()
-	defer onMessage.Release()
-	defer onReset.Release()
-	defer onError.Release()
+	onError := js.FuncOf(func(js.Value, []js.Value) any {
+		push(sseEvent{failed: true, refused: es.Get("readyState").Int() == 2}) // CLOSED: no retry
+		return nil
+	})
 	es.Set("onopen", onOpen)
 	es.Set("onmessage", onMessage)
 	es.Set("onerror", onError)
 	es.Call("addEventListener", "reset", onReset)
+	defer func() {
+		// JS runs only while Go waits: once the handlers are detached none
+		// of them can be called, so they can be released.
+		es.Call("close")
+		es.Set("onopen", js.Null())
+		es.Set("onmessage", js.Null())
+		es.Set("onerror", js.Null())
+		es.Call("removeEventListener", "reset", onReset)
+		onOpen.Release()
+		onMessage.Release()
+		onReset.Release()
+		onError.Release()
+	}()
 
 	lastID := ""
 	for {
@@ -163,8 +221,13 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 			switch {
 			case e.reset:
 				return ErrReset
+			case e.refused:
+				return &permanent{errors.New("the event stream was refused (an HTTP error, or not an event stream)")}
 			case e.failed:
 				return errStreamEnded
+			}
+			if len(e.data) > maxFrame {
+				return &permanent{fmt.Errorf("%w (%d bytes)", transport.ErrFrameTooLarge, maxFrame)}
 			}
 			var seq uint64
 			data := []byte(e.data)
@@ -187,8 +250,9 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 // errStreamEnded is a dropped stream: resume from the cursor.
 var errStreamEnded = errors.New("bridge: event stream ended")
 
-// permanent marks an error no retry can fix.
+// permanent marks an error no retry can fix: it wraps ErrReset too, which
+// makes it final for Conn.
 type permanent struct{ err error }
 
-func (p *permanent) Error() string { return p.err.Error() }
-func (p *permanent) Unwrap() error { return ErrReset }
+func (p *permanent) Error() string   { return p.err.Error() }
+func (p *permanent) Unwrap() []error { return []error{p.err, ErrReset} }

@@ -78,8 +78,29 @@ func statusError(status int, body []byte) error {
 // credentials Rails expects (Cookie, Authorization); under GOOS=js the
 // browser sends cookies itself.
 func Create(ctx context.Context, doer Doer, base string, header map[string][]string) (*Session, error) {
+	return create(ctx, doer, base, "", header)
+}
+
+// CreateFor opens a session on the bridge at base for the connection
+// req asks for: with req's headers, and with the query of req.URL (the
+// ActionCable URL), which POST /sessions passes on to Rails. Browsers
+// cannot set Authorization on a WebSocket, so their tokens travel there
+// (wss://host/cable?token=…).
+func CreateFor(ctx context.Context, doer Doer, base string, req *transport.Request) (*Session, error) {
+	var query string
+	if u, err := url.Parse(req.URL); err == nil {
+		query = u.RawQuery
+	}
+	return create(ctx, doer, base, query, req.Header)
+}
+
+func create(ctx context.Context, doer Doer, base, query string, header map[string][]string) (*Session, error) {
 	base = strings.TrimRight(base, "/")
-	status, body, err := doer.Do(ctx, "POST", base+"/sessions", header, nil)
+	u := base + "/sessions"
+	if query != "" {
+		u += "?" + query
+	}
+	status, body, err := doer.Do(ctx, "POST", u, header, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: create session: %w", err)
 	}
