@@ -65,7 +65,7 @@ func consumerOpen(args []js.Value) any {
 	consumers.Store(c.id, c)
 	url := args[1].String()
 	o := parseOptions(args[2])
-	opts, err := o.consumerOptions(func(ch fallback.Change) { out.add(recMoved, c.id, change(o.names(), ch)) })
+	opts, err := o.consumerOptions(func(ch fallback.Change) { out.add(recMoved, c.id, change(ch)) })
 	go func() {
 		defer close(c.ready)
 		if err != nil {

@@ -127,13 +127,12 @@ func (o options) consumerOptions(onChange func(fallback.Change)) ([]cable.Option
 
 // change describes a move between transports for JS as JSON
 // {"from","to","upgrade","reason"}. An upgrade (the background probe moved
-// the connection back up) is a move to a transport earlier in names; its
-// reason is "upgrade". A fallback's reason is why the better transports
-// failed; fallback.Change has none when they were outraced (no welcome
-// within the head start) or not tried (they failed on an earlier
-// connection).
-func change(names []string, ch fallback.Change) func([]byte) ([]byte, error) {
-	upgrade := slices.Index(names, ch.To) < slices.Index(names, ch.From)
+// the connection back up) has reason "upgrade". A fallback's reason is why
+// the better transports failed; fallback.Change has none when they were
+// outraced (no welcome within the head start) or not tried (they failed on
+// an earlier connection).
+func change(ch fallback.Change) func([]byte) ([]byte, error) {
+	upgrade := ch.Upgrade
 	reason := "upgrade"
 	switch {
 	case ch.Reason != nil:

@@ -45,7 +45,7 @@ var sockets sync.Map // id → *socket
 // actioncable-unsupported) are offered after them and passed through.
 func socketOpen(args []js.Value) any {
 	id, url, opts := args[0].Int(), args[1].String(), parseOptions(args[3])
-	tr, err := opts.transport(func(ch fallback.Change) { out.add(recMove, id, change(opts.names(), ch)) })
+	tr, err := opts.transport(func(ch fallback.Change) { out.add(recMove, id, change(ch)) })
 	s := &socket{id: id, wake: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	sockets.Store(id, s)

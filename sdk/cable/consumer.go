@@ -96,7 +96,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 	if o.bridgeURL != "" {
 		c.transport = fallback.Bridged(o.bridgeURL, append(o.bridgeOpts, fallback.WithOnChange(func(ch fallback.Change) {
 			c.o.logger.Info("cable: transport changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
-			c.events.emit(Event{Kind: EventTransportChanged, Transport: ch.To, From: ch.From, Err: ch.Reason})
+			c.events.emit(Event{Kind: EventTransportChanged, Transport: ch.To, From: ch.From, Upgrade: ch.Upgrade, Err: ch.Reason})
 		}))...)
 	}
 

@@ -22,8 +22,9 @@ const (
 	// EventStopped: the consumer stopped for good (Err says why).
 	EventStopped
 	// EventTransportChanged: the connection moved from one transport to
-	// another (From → Transport): a fallback when Err is set, an upgrade
-	// by the background probe when it is nil.
+	// another (From → Transport): Upgrade is set when the background probe
+	// moved it up; otherwise it fell back, and Err holds the failures of
+	// the transports tried first (nil when none failed, e.g. one outraced).
 	EventTransportChanged
 )
 
@@ -50,8 +51,10 @@ type Event struct {
 	Kind EventKind
 	// Transport is the name of the transport involved ("websocket").
 	Transport string
-	// From is the previous transport, on EventTransportChanged.
-	From string
+	// From is the previous transport, and Upgrade tells a move up from a
+	// fallback, on EventTransportChanged.
+	From    string
+	Upgrade bool
 	// Reconnected is set on EventConnected after the first connection.
 	Reconnected bool
 	// WillReconnect is set on EventDisconnected when a reconnect follows.

@@ -38,8 +38,12 @@ const (
 // Change reports a connection moving from one transport to another.
 type Change struct {
 	From, To string
-	// Reason says why: the failure that made a dial move on, or nil for
-	// an upgrade by the background probe.
+	// Upgrade is set when the background probe moved the connection to a
+	// better transport.
+	Upgrade bool
+	// Reason holds the failures of the transports tried before To on a
+	// dial. It is nil for upgrades, and also when To was dialled first
+	// because it worked last time, or won a race against a slower one.
 	Reason error
 }
 
@@ -303,7 +307,7 @@ func (c *conn) probeLoop(bc *bridgeconn.Conn) {
 			cancel()
 			if err == nil {
 				if c.t.onChange != nil {
-					c.t.onChange(Change{From: from, To: d.Name()})
+					c.t.onChange(Change{From: from, To: d.Name(), Upgrade: true})
 				}
 				if d.Name() == "websocket" {
 					c.t.mu.Lock()
