@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -210,29 +211,39 @@ func WithClientIP(f func(*http.Request) string) Option {
 // of actioncable-to-eventsource (default "/events/": a session lives at
 // /events/{events-id}; see server/COMPAT.md). A missing leading or trailing
 // slash is added; "" turns that API off. The prefix must be a plain path
-// (letters, digits, '-', '.', '_', '~' and '/'): New panics otherwise,
-// as http.ServeMux would.
+// (see CompatPrefix): New panics otherwise, as http.ServeMux would.
 func WithCompatPrefix(prefix string) Option {
 	return func(c *config) {
-		if prefix == "" {
-			c.compatPrefix = ""
-			return
+		p, err := CompatPrefix(prefix)
+		if err != nil {
+			panic(err)
 		}
-		if !strings.HasPrefix(prefix, "/") {
-			prefix = "/" + prefix
-		}
-		if !strings.HasSuffix(prefix, "/") {
-			prefix += "/"
-		}
-		if prefix == "/" {
-			panic(`bridge: WithCompatPrefix("/"): the root is the bridge's own`)
-		}
-		for _, r := range prefix {
-			if !(r == '/' || r == '-' || r == '.' || r == '_' || r == '~' ||
-				'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
-				panic(fmt.Sprintf("bridge: WithCompatPrefix(%q): not a plain path", prefix))
-			}
-		}
-		c.compatPrefix = prefix
+		c.compatPrefix = p
 	}
+}
+
+// CompatPrefix normalises a compat-API prefix as WithCompatPrefix does
+// ("events" → "/events/"; "" stays "", meaning off) and reports why it
+// cannot be used: the root "/" is the bridge's own, and only letters,
+// digits, '-', '.', '_', '~' and '/' are allowed.
+func CompatPrefix(prefix string) (string, error) {
+	if prefix == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	if prefix == "/" {
+		return "", errors.New(`bridge: compat prefix "/": the root is the bridge's own`)
+	}
+	for _, r := range prefix {
+		if !(r == '/' || r == '-' || r == '.' || r == '_' || r == '~' ||
+			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return "", fmt.Errorf("bridge: compat prefix %q: not a plain path", prefix)
+		}
+	}
+	return prefix, nil
 }

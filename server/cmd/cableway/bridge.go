@@ -48,6 +48,7 @@ type bridgeConfig struct {
 	commandsPerSecond  float64
 	createTimeout      time.Duration
 	keepAlive          time.Duration
+	compatPrefix       string
 	tlsCert, tlsKey    string
 	upstreamCA         string
 	trustedProxyHeader string
@@ -70,6 +71,7 @@ func defaultBridgeConfig() bridgeConfig {
 		commandsPerSecond: bridge.DefaultCommandsPerSecond,
 		createTimeout:     bridge.DefaultCreateTimeout,
 		keepAlive:         bridge.DefaultKeepAlive,
+		compatPrefix:      bridge.DefaultCompatPrefix,
 		shutdownTimeout:   10 * time.Second,
 		logLevel:          slog.LevelInfo,
 		metrics:           true,
@@ -102,6 +104,7 @@ func bridgeCommand(cfg *bridgeConfig) *command {
 	c.add(floatValue{&cfg.commandsPerSecond}, "commands-per-second", "RATE", "client commands per second per session, burst twice that (beyond: 429)", true)
 	c.add(durationValue{&cfg.createTimeout}, "create-timeout", "DURATION", "how long session creation waits for Rails' welcome (beyond: 504)", true)
 	c.add(durationValue{&cfg.keepAlive}, "keep-alive", "DURATION", "interval of SSE keep-alive comments", true)
+	c.add(stringValue{&cfg.compatPrefix}, "compat-prefix", "PATH", `path of the actioncable-to-eventsource API (server/COMPAT.md); "" turns it off`, true)
 	c.add(listValue{&cfg.passHeaders}, "pass-headers", "LIST", "request headers passed on to Rails besides Cookie, Authorization and Origin", true)
 	c.add(stringValue{&cfg.tlsCert}, "tls-cert", "FILE", "PEM certificate chain; with --tls-key, serve HTTPS", true)
 	c.add(stringValue{&cfg.tlsKey}, "tls-key", "FILE", "PEM private key of --tls-cert", true)
@@ -127,6 +130,9 @@ func (cfg *bridgeConfig) check() error {
 	u, err := url.Parse(cfg.upstream)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 		return fmt.Errorf("--upstream %q: want a ws:// or wss:// URL", cfg.upstream)
+	}
+	if _, err := bridge.CompatPrefix(cfg.compatPrefix); err != nil {
+		return fmt.Errorf("--compat-prefix: %w", err)
 	}
 	if cfg.upstreamCA != "" && u.Scheme != "wss" {
 		return errors.New("--upstream-ca needs a wss:// upstream")
@@ -196,6 +202,7 @@ func (cfg *bridgeConfig) options(logger *slog.Logger) ([]bridge.Option, error) {
 		bridge.WithCommandRate(cfg.commandsPerSecond),
 		bridge.WithCreateTimeout(cfg.createTimeout),
 		bridge.WithKeepAlive(cfg.keepAlive),
+		bridge.WithCompatPrefix(cfg.compatPrefix),
 	}
 	if cfg.upstreamCA != "" {
 		client, err := upstreamClient(cfg.upstreamCA)

@@ -99,6 +99,8 @@ func TestBridgeFlagErrors(t *testing.T) {
 		{args: []string{"--allowed-origins", "https://a.example.com/path"}, want: "not an origin"},
 		{args: []string{"--pass-headers", "X Bad"}, want: "not a header name"},
 		{args: []string{"--listen", "8080"}, want: "want host:port"},
+		{args: []string{"--compat-prefix", "/"}, want: "the root is the bridge's own"},
+		{env: map[string]string{"CABLEWAY_COMPAT_PREFIX": "a b"}, want: "not a plain path"},
 		{args: []string{"--no-such-flag"}, want: "flag provided but not defined"},
 		{args: []string{"extra"}, want: `unexpected argument "extra"`},
 		{env: map[string]string{"CABLEWAY_QUEUE_SIZE": "lots"}, want: `invalid value "lots" for $CABLEWAY_QUEUE_SIZE`},
@@ -282,5 +284,19 @@ func TestHTTPServerTimeouts(t *testing.T) {
 	}
 	if srv.ReadHeaderTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.ErrorLog == nil {
 		t.Errorf("server limits missing: %+v", srv)
+	}
+}
+
+func TestCompatPrefixFlag(t *testing.T) {
+	cfg, err := parseBridgeFlags([]string{"--compat-prefix", "legacy/events"}, mapEnv(nil), io.Discard)
+	if err != nil || cfg.compatPrefix != "legacy/events" {
+		t.Fatalf("cfg.compatPrefix %q, err %v", cfg.compatPrefix, err)
+	}
+	cfg, err = parseBridgeFlags(nil, mapEnv(map[string]string{"CABLEWAY_COMPAT_PREFIX": "/seed/"}), io.Discard)
+	if err != nil || cfg.compatPrefix != "/seed/" {
+		t.Fatalf("from the environment: %q, %v", cfg.compatPrefix, err)
+	}
+	if def, _ := parseBridgeFlags(nil, mapEnv(nil), io.Discard); def.compatPrefix != "/events/" {
+		t.Fatalf("default compat prefix %q, want /events/", def.compatPrefix)
 	}
 }
