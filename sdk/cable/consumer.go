@@ -273,11 +273,10 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	l := &link{conn: conn, codec: codec}
-	var seen atomic.Uint64
 	stopMonitor, monitorDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(monitorDone)
-		c.monitor(stopMonitor, cancel, l, &seen, welcomeBy)
+		c.monitor(stopMonitor, cancel, l, welcomeBy)
 	}()
 	defer func() {
 		close(stopMonitor)
@@ -303,7 +302,6 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 			}
 			return welcomed, err
 		}
-		seen.Add(1)
 		c.stats.frames.Add(1)
 		if derr := codec.DecodeMessage(buf, &m); derr != nil {
 			c.frameError(derr, buf)
@@ -336,13 +334,14 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 // connection (cancelling the read) when no welcome arrives by welcomeBy or,
 // once welcomed, no frame within the stale timeout; it repeats unanswered
 // subscribes; and when the consumer stops it closes the connection
-// politely, which ends the read.
-func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc, l *link, seen *atomic.Uint64, welcomeBy time.Time) {
+// politely, which ends the read. The frame count it watches is the
+// consumer's total, which only the current connection advances.
+func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc, l *link, welcomeBy time.Time) {
 	tick := time.NewTicker(max(min(c.o.resubscribe, c.o.stale/4), time.Millisecond))
 	defer tick.Stop()
 	handshake := time.NewTimer(time.Until(welcomeBy))
 	defer handshake.Stop()
-	lastSeen, lastChange := seen.Load(), time.Now()
+	lastSeen, lastChange := c.stats.frames.Load(), time.Now()
 	for {
 		select {
 		case <-stop:
@@ -356,7 +355,7 @@ func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc,
 				return
 			}
 		case now := <-tick.C:
-			if n := seen.Load(); n != lastSeen {
+			if n := c.stats.frames.Load(); n != lastSeen {
 				lastSeen, lastChange = n, now
 			}
 			// The stale timeout applies from the welcome on; before it the
