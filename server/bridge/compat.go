@@ -761,7 +761,7 @@ func (c *compat) post(w http.ResponseWriter, r *http.Request, id string, limit i
 		out[i] = cs.apply(r, &req)
 	}
 	cs.sendMu.Unlock()
-	writeCompatJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // apply performs one request. Call with cs.sendMu held.
@@ -843,17 +843,6 @@ func (cs *compatSession) apply(r *http.Request, req *compatRequest) compatResult
 	return res
 }
 
-// writeCompatJSON is writeJSON without HTML escaping, so that messages
-// reach the client byte for byte as Rails sent them.
-func writeCompatJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
-}
-
 // parseCursor reads an optional msg_id cursor; ok is false when malformed.
 func parseCursor(v string) (n uint64, set, ok bool) {
 	if v == "" {
@@ -870,12 +859,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 		return
 	}
 	cs.setLimit(limit)
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	rc := startEventStream(w)
 
 	ctx, detach := cs.s.attach(r.Context())
 	defer detach()
@@ -903,11 +887,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 			buf = appendSSEData(buf, data)
 		}
 		if len(buf) > 0 {
-			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
+			if writeEvents(w, rc, buf) != nil {
 				return
 			}
 			buf = buf[:0]
@@ -1008,5 +988,5 @@ wait:
 	}
 	out.Dropped = cs.takeDropped()
 	c.b.stats.framesOut.Add(uint64(len(evs)))
-	writeCompatJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, out)
 }

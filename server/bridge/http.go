@@ -229,12 +229,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	rc := startEventStream(w)
 
 	after, ok := cursor(r, s)
 	if !ok {
@@ -270,13 +265,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		}
 		pingSeen = bt.pingN
 		if len(buf) > 0 {
-			// A client that cannot take a batch in time is cut off; it
-			// resumes from its Last-Event-ID without loss.
-			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, werr := w.Write(buf); werr != nil {
-				return
-			}
-			if rc.Flush() != nil {
+			if writeEvents(w, rc, buf) != nil {
 				return
 			}
 			b.stats.framesOut.Add(uint64(len(bt.frames)) + uint64(btoi(bt.ping != nil)))
@@ -298,6 +287,28 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, ": keep-alive\n\n"...)
 		}
 	}
+}
+
+// startEventStream answers 200 with the headers of an event stream that
+// proxies must pass through unbuffered and untransformed.
+func startEventStream(w http.ResponseWriter) *http.ResponseController {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w)
+}
+
+// writeEvents writes and flushes buf within writeTimeout: a client that
+// cannot take a batch in time is cut off, and it resumes from its
+// Last-Event-ID without loss.
+func writeEvents(w http.ResponseWriter, rc *http.ResponseController, buf []byte) error {
+	rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := w.Write(buf); err != nil {
+		return err
+	}
+	return rc.Flush()
 }
 
 func appendSSEData(buf, data []byte) []byte {

@@ -19,11 +19,16 @@ func (b *Bridge) writeError(w http.ResponseWriter, status int, reason, detail st
 	writeJSON(w, status, apiError{Error: reason, Detail: detail})
 }
 
+// writeJSON answers with v as JSON. HTML escaping is off so that frames
+// and messages embedded as json.RawMessage reach the client byte for byte
+// as Rails sent them.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
 // originAllowed reports whether a request may proceed: no Origin (not a
