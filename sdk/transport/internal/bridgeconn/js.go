@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall/js"
 
+	"github.com/cableway/cableway/sdk/protocol"
+
 	"github.com/cableway/cableway/sdk/transport"
 )
 
@@ -207,6 +209,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 	}()
 
 	lastID := ""
+	var m protocol.Message
 	for {
 		select {
 		case <-ctx.Done():
@@ -233,7 +236,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 			data := []byte(e.data)
 			// lastEventId carries over to events without an id (pings):
 			// only a changed id numbers a frame.
-			if e.id != "" && e.id != lastID && !isPing(data) {
+			if ping, _ := frameKind(&m, data); e.id != "" && e.id != lastID && !ping {
 				var ok bool
 				if seq, ok = parseEventID(e.id, s.Epoch); !ok {
 					return fmt.Errorf("%w: event id %q is not of this session", ErrReset, e.id)

@@ -3,10 +3,13 @@ package bridgeconn
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/cableway/cableway/sdk/protocol"
 )
 
 // Poll is the long-poll downstream: GET /sessions/{sid}/poll in a loop,
@@ -32,6 +35,7 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 	if timeout <= 0 {
 		timeout = 25 * time.Second
 	}
+	var m protocol.Message
 	q := url.Values{"timeout": {strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64)}}
 	for {
 		q.Set("after", strconv.FormatUint(after, 10))
@@ -55,7 +59,7 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		// Sequenced frames come first, numbered after+1…Next; pings last.
 		seq := after
 		for _, f := range pb.Frames {
-			if isPing(f) {
+			if ping, _ := frameKind(&m, f); ping {
 				if err := emit(0, f); err != nil {
 					return err
 				}
@@ -76,11 +80,11 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 	}
 }
 
-// isPing reports whether a JSON frame is an ActionCable ping, without a
-// full decode.
-func isPing(f []byte) bool {
-	var m struct {
-		Type string `json:"type"`
-	}
-	return len(f) < 64 && json.Unmarshal(f, &m) == nil && m.Type == "ping"
+// frameKind decodes a frame's envelope with the protocol package, reusing
+// m: ping reports an ActionCable ping; whole is false for a frame that is
+// not complete JSON (cut in transit). A frame of an unknown type is whole
+// and passes on, for the consumer to judge.
+func frameKind(m *protocol.Message, f []byte) (ping, whole bool) {
+	err := protocol.JSONCodec{}.DecodeMessage(f, m)
+	return err == nil && m.Type == protocol.TypePing, !errors.Is(err, protocol.ErrMalformed)
 }

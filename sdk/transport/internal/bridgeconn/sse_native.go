@@ -4,7 +4,6 @@ package bridgeconn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/r3labs/sse/v2"
 	"gopkg.in/cenkalti/backoff.v1"
+
+	"github.com/cableway/cableway/sdk/protocol"
 )
 
 // SSE is the Server-Sent Events downstream: GET /sessions/{sid}/sse.
@@ -41,7 +42,10 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		c.Connection = d.Client
 	}
 	c.ReconnectStrategy = &backoff.StopBackOff{}
-	var emitErr error
+	var (
+		emitErr error
+		m       protocol.Message
+	)
 	c.ResponseValidator = func(_ *sse.Client, resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
@@ -72,13 +76,14 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		// drops, so the last "event" can be cut mid-frame. A complete
 		// frame is complete JSON; anything else ends this stream, and the
 		// resume from the cursor fetches the frame whole.
-		if !json.Valid(ev.Data) {
+		ping, whole := frameKind(&m, ev.Data)
+		if !whole {
 			emitErr = errStreamEnded
 			cancel()
 			return
 		}
 		var seq uint64
-		if len(ev.ID) > 0 && !isPing(ev.Data) {
+		if len(ev.ID) > 0 && !ping {
 			var ok bool
 			if seq, ok = parseEventID(string(ev.ID), s.Epoch); !ok {
 				emitErr = fmt.Errorf("%w: event id %q is not of this session", ErrReset, ev.ID)

@@ -36,7 +36,10 @@ func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(
 	}
 	defer conn.Close()
 	ready()
-	var buf []byte
+	var (
+		buf []byte
+		m   protocol.Message
+	)
 	seq := after
 	for {
 		buf, err = conn.ReadFrame(ctx, buf)
@@ -47,7 +50,7 @@ func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(
 			}
 			return err
 		}
-		if isPing(buf) {
+		if ping, _ := frameKind(&m, buf); ping {
 			err = emit(0, buf)
 		} else {
 			seq++
