@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,7 +264,7 @@ func TestNumberedStreamSurvivesCutsAndReturnsToWebSocket(t *testing.T) {
 	if d := sub.Dropped(); d != 0 {
 		t.Errorf("%d dropped", d)
 	}
-	if strings.Contains(fmt.Sprint(c.Stats()), "DecodeErrors:1") {
-		t.Errorf("decode errors: %+v", c.Stats())
+	if st := c.Stats(); st.DecodeErrors != 0 {
+		t.Errorf("decode errors: %+v", st)
 	}
 }
