@@ -480,6 +480,15 @@ func TestDisconnect(t *testing.T) {
 	a1 := dial(t, ctx, s, dialHeader(s, "X-User", "alice"))
 	a2 := dial(t, ctx, s, dialHeader(s, "X-User", "alice"))
 	bob := dial(t, ctx, s, dialHeader(s, "X-User", "bob"))
+	// Rails 6.1 subscribes each connection to its internal channel (what
+	// remote disconnects use) asynchronously after the welcome; a confirmed
+	// subscription shows the connection is fully set up.
+	echo := `{"channel":"EchoChannel"}`
+	for _, c := range []*client{a1, a2} {
+		c.send("subscribe", echo, nil)
+		c.expect(msg(echo, `{"params":{}}`))
+		c.expect(typed(echo, "confirm_subscription"))
+	}
 
 	if err := s.Disconnect(ctx, "alice", false); err != nil {
 		t.Fatal(err)
@@ -491,7 +500,6 @@ func TestDisconnect(t *testing.T) {
 			t.Errorf("close status %v after %q, want 1000 and no frame", code, frames)
 		}
 	}
-	echo := `{"channel":"EchoChannel"}`
 	bob.send("subscribe", echo, nil)
 	bob.expect(msg(echo, `{"params":{}}`))
 	if _, err := s.WaitStats(ctx, func(st Stats) bool { return st.Connections == 1 }); err != nil {
