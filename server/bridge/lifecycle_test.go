@@ -77,6 +77,13 @@ func TestUpstreamRedialAndShutdown(t *testing.T) {
 	s := e.create(ctx, "rosa")
 	var after uint64
 	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
+	// A confirmed subscription shows Rails has set the connection up fully
+	// (remote disconnects reach it through an internal channel joined
+	// asynchronously).
+	if code, body := e.send(ctx, s, 1, cmd("subscribe", lobby, "")); code != http.StatusOK {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
 	if err := e.rails.Disconnect(ctx, "rosa", false); err != nil {
 		t.Fatal(err)
 	}
