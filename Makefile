@@ -2,7 +2,7 @@
 # Both install what they need (Debian packages) when it is missing.
 
 GO       ?= go
-APT_PKGS := ruby ruby-railties ruby-actioncable puma curl nginx-light
+APT_PKGS := ruby ruby-railties ruby-actioncable ruby-redis redis-server puma curl nginx-light stress-ng
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 5s
 
@@ -22,7 +22,8 @@ test: deps check unit fuzz js
 deps:
 	@if ! command -v puma >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || \
 	    ! { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || \
-	    ! ruby -e 'require "action_cable"' >/dev/null 2>&1; then \
+	    ! command -v redis-server >/dev/null 2>&1 || ! command -v stress-ng >/dev/null 2>&1 || \
+	    ! ruby -e 'require "action_cable"; require "redis"' >/dev/null 2>&1; then \
 	  echo "installing $(APT_PKGS)"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PKGS); \
