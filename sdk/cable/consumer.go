@@ -132,6 +132,12 @@ func (c *Consumer) Err() error {
 	}
 }
 
+// Context returns a context that is done once the consumer stops for
+// good (Close, a final refusal, or a lost connection under
+// WithReconnect(false)); context.Cause reports why, as Err does then. With
+// context.AfterFunc it tells of the stop without a goroutine waiting.
+func (c *Consumer) Context() context.Context { return c.ctx }
+
 // Connected reports whether a welcomed connection is up right now.
 func (c *Consumer) Connected() bool {
 	c.mu.Lock()
@@ -178,7 +184,7 @@ func (c *Consumer) run(lastErr chan error) {
 			return
 		}
 		connected := c.hasConnected()
-		if isFinal(err, connected) || (!connected && c.o.noDialRetry) {
+		if isFinal(err, connected) || (!connected && c.o.noDialRetry) || (welcomed && c.o.noReconnect) {
 			final = err
 			return
 		}
@@ -519,6 +525,11 @@ func (c *Consumer) send(ctx context.Context, l *link, cmd *protocol.Command) err
 		defer cancel()
 	}
 	if err := l.conn.WriteFrame(ctx, frame); err != nil {
+		if errors.Is(err, transport.ErrNotSent) {
+			// Known not delivered (a bridge whose upstream is gone): the
+			// same as finding the connection down.
+			return fmt.Errorf("cable: send %s: %w: %w", cmd.Command, ErrNotConnected, err)
+		}
 		return fmt.Errorf("cable: send %s: %w", cmd.Command, err)
 	}
 	return nil

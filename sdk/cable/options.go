@@ -48,6 +48,7 @@ type options struct {
 	bridgeURL    string
 	bridgeOpts   []fallback.Option
 	noDialRetry  bool
+	noReconnect  bool
 }
 
 func defaultOptions() options {
@@ -138,9 +139,17 @@ func (o *options) headers(ctx context.Context) (map[string][]string, error) {
 // WithDialRetry sets whether Dial retries failed attempts until its
 // context is done (the default) or returns the first attempt's error. A
 // proxy that must answer its own client promptly turns retries off.
-// Reconnects after the first welcome always retry.
+// Reconnects after the first welcome retry unless WithReconnect(false).
 func WithDialRetry(retry bool) Option {
 	return func(o *options) { o.noDialRetry = !retry }
+}
+
+// WithReconnect sets whether the consumer reconnects when its welcomed
+// connection is lost (the default) or stops, with the cause as Err (a
+// *DisconnectError for the server's disconnect). A proxy whose own client
+// must see the loss turns reconnects off.
+func WithReconnect(reconnect bool) Option {
+	return func(o *options) { o.noReconnect = !reconnect }
 }
 
 // WithLogger sets where the consumer logs. The default discards everything.

@@ -76,6 +76,15 @@ var (
 	ErrFrameTooLarge = errors.New("transport: frame exceeds the read limit")
 	// ErrClosed: the connection was closed by this side.
 	ErrClosed = errors.New("transport: connection closed")
+	// ErrNotSent: WriteFrame knows that the frame did not reach the
+	// server (the connection, or the bridge session behind it, is gone).
+	// The consumer reports it as not connected.
+	ErrNotSent = errors.New("transport: frame not sent: the connection is gone")
+	// ErrSessionReset: a bridge session ended or no longer has the frames
+	// after the client's cursor (evicted, expired, or from another epoch).
+	// The connection is over; a new one starts a new session, and the
+	// consumer resubscribes. The error's text says which.
+	ErrSessionReset = errors.New("bridge session reset")
 	// ErrHeaderUnsupported: the platform cannot send a requested handshake
 	// header (browsers set Cookie and Origin themselves and allow no others).
 	ErrHeaderUnsupported = errors.New("transport: header cannot be set on this platform")

@@ -238,7 +238,7 @@ func (c *compat) session(w http.ResponseWriter, r *http.Request, id string, recr
 }
 
 func (c *compat) create(w http.ResponseWriter, r *http.Request, e *compatEntry) (*compatSession, bool) {
-	s, ok := c.b.openSession(w, r)
+	s, ok := c.b.openSessionQuery(w, r, "", true)
 	if !ok {
 		return nil, false
 	}
@@ -488,7 +488,7 @@ func (cs *compatSession) pump() {
 		downChecks      int
 	)
 	for {
-		bt, err := s.read(after, pingSeen, maxBatch)
+		bt, err := s.read(after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
 			// The pump fell behind the session's own bound; what was
 			// evicted counts as dropped.
@@ -517,7 +517,7 @@ func (cs *compatSession) pump() {
 		if err != nil {
 			return // ended, every frame handled
 		}
-		if len(bt.frames) == maxBatch {
+		if bt.more {
 			continue
 		}
 		werr := s.wait(cs.b.ctx, after, pingSeen, tick.C)
@@ -861,7 +861,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 	cs.setLimit(limit)
 	rc := startEventStream(w)
 
-	ctx, detach := cs.s.attach(r.Context())
+	ctx, detach := cs.s.attach(r.Context(), downSSE)
 	defer detach()
 	// Events written to the stream are not acknowledged: an EventSource
 	// that reconnects names the last event it got, which acknowledges it
@@ -941,7 +941,7 @@ func (c *compat) poll(w http.ResponseWriter, r *http.Request, id string, limit i
 		return
 	}
 	cs.setLimit(limit)
-	ctx, detach := cs.s.attach(r.Context())
+	ctx, detach := cs.s.attach(r.Context(), downPoll)
 	defer detach()
 
 	// Without "after", the answer starts after what listeners were handed

@@ -80,7 +80,7 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
-	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery)
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
 	if !ok {
 		return
 	}
@@ -94,7 +94,7 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 // credentials and returns once Rails has welcomed it. On failure it has
 // answered the request itself.
 func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
-	return b.openSessionQuery(w, r, "")
+	return b.openSessionQuery(w, r, "", false)
 }
 
 // upstreamURL is the upstream with the client's query added: browsers
@@ -123,8 +123,13 @@ func mustParseQuery(raw string) url.Values {
 	return v
 }
 
-// openSessionQuery is openSession passing rawQuery on to Rails.
-func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string) (*session, bool) {
+// openSessionQuery is openSession passing rawQuery on to Rails. With
+// redial, the session outlives its upstream connection: Rails is redialled
+// and the new welcome is passed on (the compat API resubscribes then).
+// Without, the session ends when its upstream connection does, with
+// Rails' disconnect frame or an "upstream_lost" one as its last frame, so
+// that the client learns of the gap as it would from Rails itself.
+func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string, redial bool) (*session, bool) {
 	ip := b.cfg.clientIP(r)
 	if err := b.reserve(ip); err != nil {
 		var le *errLimit
@@ -133,6 +138,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		return nil, false
 	}
 	s := newSession(b, ip)
+	s.redial = redial
 	header := b.upstreamHeader(r)
 	up := b.cfg.upstream
 	if up == nil {
@@ -150,6 +156,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		cable.WithBackoff(b.cfg.backoff),
 		cable.WithLogger(b.cfg.logger),
 		cable.WithDialRetry(false), // answer the client now; it retries itself
+		cable.WithReconnect(redial),
 	)
 	if err != nil {
 		b.unreserve(ip)
@@ -172,6 +179,9 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		return nil, false
 	}
 	s.up = c
+	if !redial {
+		context.AfterFunc(c.Context(), func() { s.upstreamGone(context.Cause(c.Context())) })
+	}
 	if !b.addSession(s) {
 		c.Close()
 		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
@@ -222,7 +232,15 @@ func cursor(r *http.Request, s *session) (uint64, bool) {
 	return n, err == nil
 }
 
-const maxBatch = 256
+// Bounds of one batch of frames written to a downstream. A long-poll
+// answer is bounded by the client's max_bytes too (at least one frame is
+// always sent), so that a proxy that cuts large responses cannot stop a
+// client's progress.
+const (
+	maxBatch      = 256
+	maxBatchBytes = 256 << 10
+	maxPollBytes  = 64 << 10
+)
 
 func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	s := b.lookup(w, r)
@@ -237,7 +255,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		rc.Flush()
 		return
 	}
-	ctx, detach := s.attach(r.Context())
+	ctx, detach := s.attach(r.Context(), downSSE)
 	defer detach()
 
 	// Frames written are not acknowledged: a broken stream loses what the
@@ -249,7 +267,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	defer keepAlive.Stop()
 	var pingSeen uint64
 	for {
-		bt, err := s.readFrom(ack, after, pingSeen, maxBatch)
+		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
 			writeReset(w, "evicted")
 			rc.Flush()
@@ -276,7 +294,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			rc.Flush()
 			return
 		}
-		if len(bt.frames) == maxBatch {
+		if bt.more {
 			continue
 		}
 		werr := s.wait(ctx, after, pingSeen, keepAlive.C)
@@ -339,8 +357,9 @@ type polled struct {
 	// number of the last sequenced frame in Frames (pings have none).
 	Next uint64 `json:"next"`
 	// Reset is set when the cursor's frames are gone: create a new session
-	// and resubscribe.
-	Reset bool `json:"reset,omitempty"`
+	// and resubscribe. Reason says why ("evicted", "bad_cursor").
+	Reset  bool   `json:"reset,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// Ended is set when the session is over and nothing is left.
 	Ended bool `json:"ended,omitempty"`
 }
@@ -359,12 +378,21 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = min(time.Duration(n*float64(time.Second)), MaxPollTimeout)
 	}
+	maxBytes := maxPollBytes
+	if v := r.URL.Query().Get("max_bytes"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.writeError(w, http.StatusBadRequest, "bad_max_bytes", v)
+			return
+		}
+		maxBytes = min(n, maxPollBytes)
+	}
 	after, ok := cursor(r, s)
 	if !ok {
-		writeJSON(w, http.StatusOK, polled{Epoch: s.epoch, Frames: []json.RawMessage{}, Reset: true})
+		writeJSON(w, http.StatusOK, polled{Epoch: s.epoch, Frames: []json.RawMessage{}, Reset: true, Reason: "bad_cursor"})
 		return
 	}
-	ctx, detach := s.attach(r.Context())
+	ctx, detach := s.attach(r.Context(), downPoll)
 	defer detach()
 	pingSeen := s.pollPing()
 	if timeout > 0 {
@@ -372,11 +400,11 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		s.wait(wctx, after, pingSeen, nil)
 		cancel()
 	}
-	bt, err := s.read(after, pingSeen, maxBatch)
+	bt, err := s.read(after, pingSeen, maxBatch, maxBytes)
 	out := polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.frames)+1), Next: after}
 	switch {
 	case errors.Is(err, errReset):
-		out.Reset = true
+		out.Reset, out.Reason = true, "evicted"
 	case err != nil:
 		out.Ended = true
 	}

@@ -41,7 +41,8 @@ type session struct {
 	epoch uint32
 	ip    string
 
-	up *cable.Consumer // set once created
+	up     *cable.Consumer // set once created
+	redial bool            // the session outlives its upstream connection
 
 	mu        sync.Mutex
 	frames    []frame // seq-ordered, contiguous: frames[i].seq == first+i
@@ -58,8 +59,8 @@ type session struct {
 	welcomes  int       // upstream welcomes seen: more than one means redials
 	lastSeen  time.Time // last client request
 	attached  int       // downstreams attached now
-	kick      context.CancelFunc
-	kickID    uint64
+	kick      [downKinds]context.CancelFunc
+	kickID    [downKinds]uint64
 
 	pollPingSeen uint64 // pings handed to long-poll answers
 
@@ -114,10 +115,10 @@ func (s *session) onFrame(f cable.Frame) {
 			s.b.stats.upstreamReconnects.Add(1)
 		}
 	case protocol.TypeDisconnect:
-		// The consumer stops after a final disconnect: this frame is the
-		// session's last (see end below).
+		// The consumer stops after a final disconnect, and without redial
+		// after any: this frame is the session's last.
 		defer func() {
-			if !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
+			if !s.redial || !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
 				s.endLocked(errSessionEnded)
 			}
 		}()
@@ -173,18 +174,20 @@ type batch struct {
 	ping   []byte  // set when a ping newer than the caller's arrived
 	pingN  uint64
 	next   uint64 // the seq after the last frame in the session
+	more   bool   // frames after these are waiting already
 }
 
-// read acknowledges after and returns the frames after it (at most max),
-// plus the latest ping if the caller has not seen it.
-func (s *session) read(after, pingSeen uint64, max int) (batch, error) {
-	return s.readFrom(after, after, pingSeen, max)
+// read acknowledges after and returns the frames after it (at most
+// maxFrames, and no more than maxBytes of them unless the first alone is
+// larger), plus the latest ping if the caller has not seen it.
+func (s *session) read(after, pingSeen uint64, maxFrames, maxBytes int) (batch, error) {
+	return s.readFrom(after, after, pingSeen, maxFrames, maxBytes)
 }
 
 // readFrom is read for a downstream whose client acknowledges less than
 // it was sent: it frees frames up to ack (at most after) only, so that a
 // client whose stream broke can resume from the last frame it received.
-func (s *session) readFrom(ack, after, pingSeen uint64, limit int) (batch, error) {
+func (s *session) readFrom(ack, after, pingSeen uint64, maxFrames, maxBytes int) (batch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if after >= s.next {
@@ -195,8 +198,12 @@ func (s *session) readFrom(ack, after, pingSeen uint64, limit int) (batch, error
 	}
 	s.acknowledgeLocked(min(ack, after))
 	pending := s.frames[after+1-s.first:]
-	n := min(len(pending), limit)
-	out := batch{frames: append([]frame(nil), pending[:n]...), next: s.next, pingN: s.pingN}
+	n, size := 0, 0
+	for n < len(pending) && n < maxFrames && (n == 0 || size+len(pending[n].data) <= maxBytes) {
+		size += len(pending[n].data)
+		n++
+	}
+	out := batch{frames: append([]frame(nil), pending[:n]...), next: s.next, pingN: s.pingN, more: n < len(pending)}
 	if n > 0 {
 		s.delivered = max(s.delivered, pending[n-1].seq)
 	}
@@ -239,18 +246,32 @@ func (s *session) wait(ctx context.Context, after, pingSeen uint64, tick <-chan 
 	}
 }
 
-// attach registers a downstream; the previous one, if any, is told to go
-// (one client reads a session at a time). The returned context ends when
-// a later downstream attaches or the session ends; detach must be called.
-func (s *session) attach(ctx context.Context) (context.Context, func()) {
+// downKind is the kind of a downstream: a client reads a session through
+// one downstream of each kind at a time.
+type downKind uint8
+
+const (
+	downSSE downKind = iota
+	downPoll
+	downWS
+	downKinds
+)
+
+// attach registers a downstream of kind k; the previous one of the same
+// kind, if any, is told to go (its client reconnected, or polls again).
+// Downstreams of different kinds may overlap: a client moving to another
+// one runs it beside the old until a frame has come through. The returned
+// context ends when a later downstream of kind k attaches or the session
+// ends; detach must be called.
+func (s *session) attach(ctx context.Context, k downKind) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
-	if s.kick != nil {
-		s.kick()
+	if s.kick[k] != nil {
+		s.kick[k]()
 	}
-	s.kickID++
-	id := s.kickID
-	s.kick = cancel
+	s.kickID[k]++
+	id := s.kickID[k]
+	s.kick[k] = cancel
 	s.attached++
 	s.lastSeen = time.Now()
 	s.mu.Unlock()
@@ -259,8 +280,8 @@ func (s *session) attach(ctx context.Context) (context.Context, func()) {
 		s.mu.Lock()
 		s.attached--
 		s.lastSeen = time.Now()
-		if s.kickID == id {
-			s.kick = nil
+		if s.kickID[k] == id {
+			s.kick[k] = nil
 		}
 		s.mu.Unlock()
 	}
@@ -327,6 +348,22 @@ func (s *session) injectFinal(data []byte) {
 	s.bytes += len(data)
 	s.ended = errSessionEnded
 	s.broadcast()
+}
+
+// upstreamLost is the last frame of a session whose upstream connection
+// was lost without a disconnect frame: ActionCable clients reconnect (a
+// new session) and resubscribe, as they would after Rails dropped them.
+var upstreamLost = []byte(`{"type":"disconnect","reason":"upstream_lost","reconnect":true}`)
+
+// upstreamGone is called once the upstream consumer of a session without
+// redial has stopped, with the cause. Unless the bridge closed it, the
+// client is told.
+func (s *session) upstreamGone(cause error) {
+	if errors.Is(cause, cable.ErrClosed) {
+		return
+	}
+	s.b.cfg.logger.Info("bridge: upstream connection lost; the session ends", "session", s.id, "err", cause)
+	s.injectFinal(upstreamLost)
 }
 
 // waitDrained waits until a client has been handed the session's last

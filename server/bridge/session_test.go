@@ -50,22 +50,22 @@ func TestSessionBuffer(t *testing.T) {
 	for n := range 3 {
 		upstreamFrame(s, number(n))
 	}
-	bt, err := s.read(0, 0, 100)
+	bt, err := s.read(0, 0, 100, maxBatchBytes)
 	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" || string(bt.ping) != `{"type":"ping","message":1}` || bt.next != 5 {
 		t.Fatalf("read(0): %v %v ping %s next %d", seqs(bt), err, bt.ping, bt.next)
 	}
 	// A ping the caller has seen is not repeated.
-	if bt, _ := s.read(0, bt.pingN, 100); bt.ping != nil {
+	if bt, _ := s.read(0, bt.pingN, 100, maxBatchBytes); bt.ping != nil {
 		t.Errorf("seen ping repeated")
 	}
 	// Reading after 2 acknowledges 1 and 2.
-	if bt, err := s.read(2, 1, 100); err != nil || fmt.Sprint(seqs(bt)) != "[3 4]" {
+	if bt, err := s.read(2, 1, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[3 4]" {
 		t.Fatalf("read(2): %v %v", seqs(bt), err)
 	}
-	if _, err := s.read(1, 1, 100); !errors.Is(err, errReset) {
+	if _, err := s.read(1, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
 		t.Errorf("read from an acknowledged cursor: %v, want reset", err)
 	}
-	if _, err := s.read(5, 1, 100); !errors.Is(err, errReset) {
+	if _, err := s.read(5, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
 		t.Errorf("read from the future: %v, want reset", err)
 	}
 	// Bounds: 4 frames; the oldest unacknowledged ones go (3, 4, 5).
@@ -77,13 +77,13 @@ func TestSessionBuffer(t *testing.T) {
 	if s.evicted != 1 {
 		t.Errorf("evicted %d, want 1 (frame 5, never delivered)", s.evicted)
 	}
-	if _, err := s.read(2, 1, 100); !errors.Is(err, errReset) {
+	if _, err := s.read(2, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
 		t.Errorf("read from an evicted cursor: %v, want reset", err)
 	}
-	if bt, err := s.read(5, 1, 2); err != nil || fmt.Sprint(seqs(bt)) != "[6 7]" {
+	if bt, err := s.read(5, 1, 2, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[6 7]" {
 		t.Errorf("read(5, max 2): %v %v", seqs(bt), err)
 	}
-	if bt, err := s.read(9, 1, 100); err != nil || len(bt.frames) != 0 || s.frames != nil {
+	if bt, err := s.read(9, 1, 100, maxBatchBytes); err != nil || len(bt.frames) != 0 || s.frames != nil {
 		t.Errorf("read at the end: %v %v; buffer %v", seqs(bt), err, s.frames)
 	}
 }
@@ -97,7 +97,7 @@ func TestSessionFinalFrameIsLast(t *testing.T) {
 	upstreamFrame(s, number(1))
 	s.injectFinal([]byte(`{"type":"disconnect","reason":"server_restart","reconnect":true}`))
 	upstreamFrame(s, number(2)) // in flight when Close began
-	bt, err := s.read(0, 0, 100)
+	bt, err := s.read(0, 0, 100, maxBatchBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestSessionFinalFrameIsLast(t *testing.T) {
 		}
 		t.Fatalf("frames %q, want the disconnect last", got)
 	}
-	if _, err := s.read(3, 0, 100); !errors.Is(err, errSessionEnded) {
+	if _, err := s.read(3, 0, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
 		t.Errorf("read after the last frame: %v, want the end", err)
 	}
 }
@@ -150,11 +150,11 @@ func TestSessionReadFrom(t *testing.T) {
 	for n := range 4 {
 		upstreamFrame(s, number(n))
 	}
-	if bt, err := s.readFrom(1, 3, 0, 100); err != nil || fmt.Sprint(seqs(bt)) != "[4 5]" {
+	if bt, err := s.readFrom(1, 3, 0, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[4 5]" {
 		t.Fatalf("readFrom(1, 3): %v %v", seqs(bt), err)
 	}
 	// The client resumes from 2: frames 3… are still there.
-	if bt, err := s.read(2, 0, 100); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
+	if bt, err := s.read(2, 0, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
 		t.Fatalf("read(2) after readFrom(1, 3): %v %v", seqs(bt), err)
 	}
 }
@@ -175,11 +175,11 @@ func TestSessionEndsAtFinalDisconnect(t *testing.T) {
 	if !s.isEnded() {
 		t.Fatal("a final disconnect did not end the session")
 	}
-	bt, err := s.read(0, 0, 100)
+	bt, err := s.read(0, 0, 100, maxBatchBytes)
 	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" {
 		t.Fatalf("read: %v %v, want the 4 frames up to the final disconnect", seqs(bt), err)
 	}
-	if _, err := s.read(4, bt.pingN, 100); !errors.Is(err, errSessionEnded) {
+	if _, err := s.read(4, bt.pingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
 		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
 	}
 	if got := s.b.stats.upstreamReconnects.Load(); got != 1 {

@@ -76,7 +76,7 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		typ = ws.MessageBinary
 	}
 
-	ctx, detach := s.attach(r.Context())
+	ctx, detach := s.attach(r.Context(), downWS)
 	defer detach()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -94,7 +94,7 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		if !retain {
 			ack = after
 		}
-		bt, err := s.readFrom(ack, after, pingSeen, maxBatch)
+		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
 			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
 			return
@@ -138,7 +138,7 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			c.Close(ws.StatusNormalClosure, "session ended")
 			return
 		}
-		if len(frames) == maxBatch {
+		if bt.more {
 			continue
 		}
 		if s.wait(ctx, after, pingSeen, nil) != nil {

@@ -9,15 +9,25 @@
 // (the first to be welcomed wins, the others are closed).
 //
 // What worked is remembered: reconnects start from it. While a connection
-// runs over SSE or long-polling, a background probe tries to re-attach the
-// same bridge session over a WebSocket (then SSE) at its cursor, so the
-// connection moves back up without losing or repeating a frame.
+// runs through the bridge, it keeps the same bridge session and moves
+// between the session's downstreams (a re-attached WebSocket, SSE,
+// long-polling) at its cursor, so no frame is lost or repeated:
+//
+//   - Every probe interval it tries the better downstreams beside the
+//     live one, best first, and moves up to one only once a frame has
+//     come through it. A probe that hangs or meets a buffering proxy costs
+//     the live downstream nothing, and Close stops it at once.
+//   - When the live downstream brings nothing, not even a ping, for the
+//     stall timeout (a proxy that began to buffer, a socket that went
+//     silent), it moves down the same way, before the consumer's stale
+//     timeout would drop the session.
 package fallback
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,7 +43,15 @@ import (
 const (
 	DefaultHeadStart     = 800 * time.Millisecond
 	DefaultProbeInterval = 30 * time.Second
+	// DefaultStallTimeout is below the consumer's stale timeout (6 s) and
+	// above Rails' ping interval (3 s).
+	DefaultStallTimeout = 4 * time.Second
 )
+
+// probeTimeout bounds one attempt to move to another downstream: a working
+// one brings a frame at once (the bridge sends its latest ping on attach),
+// or within one Rails ping interval.
+const probeTimeout = 5 * time.Second
 
 // Change reports a connection moving from one transport to another.
 type Change struct {
@@ -41,9 +59,9 @@ type Change struct {
 	// Upgrade is set when the background probe moved the connection to a
 	// better transport.
 	Upgrade bool
-	// Reason holds the failures of the transports tried before To on a
-	// dial. It is nil for upgrades, and also when To was dialled first
-	// because it worked last time, or won a race against a slower one.
+	// Reason says why the connection is not on From: on a dial, the
+	// failures of the transports tried before To (a hanging one included);
+	// on a move down, the stall. It is nil for upgrades.
 	Reason error
 }
 
@@ -66,6 +84,17 @@ func WithProbeInterval(d time.Duration) Option {
 	return func(t *Transport) { t.probe = d }
 }
 
+// WithStallTimeout sets how long a bridged connection's downstream may
+// bring no frame before the connection moves down to the next one
+// (default 4 s; keep it below the consumer's stale timeout).
+func WithStallTimeout(d time.Duration) Option {
+	return func(t *Transport) {
+		if d > 0 {
+			t.stall = d
+		}
+	}
+}
+
 // WithOnChange sets a function told of every change of transport. It is
 // called from the goroutine that made the change and must not block.
 func WithOnChange(f func(Change)) Option {
@@ -77,15 +106,17 @@ type Transport struct {
 	transports []transport.Transport
 	headStart  time.Duration
 	probe      time.Duration
+	stall      time.Duration
 	onChange   func(Change)
 
 	mu        sync.Mutex
-	preferred int // index of the transport that last opened
+	preferred int    // index of the transport that last opened
+	current   string // the transport the latest connection used
 }
 
 // New returns a fallback over transports, best first.
 func New(transports []transport.Transport, opts ...Option) *Transport {
-	t := &Transport{transports: transports, headStart: DefaultHeadStart, probe: DefaultProbeInterval}
+	t := &Transport{transports: transports, headStart: DefaultHeadStart, probe: DefaultProbeInterval, stall: DefaultStallTimeout}
 	for _, o := range opts {
 		o(t)
 	}
@@ -109,6 +140,15 @@ type attempt struct {
 	cancel context.CancelFunc
 }
 
+// named prefixes err with the transport's name unless the error names
+// it already ("websocket: dial …").
+func named(name string, err error) error {
+	if strings.HasPrefix(err.Error(), name+":") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
 // Dial races the transports from the one that worked last, as described in
 // the package documentation, and returns the first connection to be
 // welcomed (or to answer with a disconnect frame, which is an answer too).
@@ -123,6 +163,7 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 
 	results := make(chan attempt, len(order))
 	launched, outstanding := 0, 0
+	began := make([]time.Time, 0, len(order))
 	var errs []error
 	cancels := make([]context.CancelFunc, 0, len(order))
 	launch := func() {
@@ -131,6 +172,7 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 		outstanding++
 		actx, cancel := context.WithCancel(ctx)
 		cancels = append(cancels, cancel)
+		began = append(began, time.Now())
 		go func() {
 			a := attempt{index: start + i, cancel: cancel}
 			a.conn, a.first, a.err = open(actx, order[i], req)
@@ -148,7 +190,7 @@ wait:
 			outstanding--
 			if a.err != nil {
 				a.cancel()
-				errs = append(errs, fmt.Errorf("%s: %w", t.transports[a.index].Name(), a.err))
+				errs = append(errs, named(t.transports[a.index].Name(), a.err))
 				if outstanding == 0 && launched < len(order) {
 					launch() // refused: move on at once
 					timer.Reset(t.headStart)
@@ -166,13 +208,17 @@ wait:
 			break wait
 		}
 	}
-	// Stop the attempts still running (one that hangs would otherwise hold
-	// its socket or bridge session as long as ctx lives), and close the
-	// losers as they come in, without waiting for them.
+	// The attempts still running hang: say so, then stop them (one that
+	// hangs would otherwise hold its socket or bridge session as long as
+	// ctx lives), and close the losers as they come in, without waiting.
 	for i, cancel := range cancels {
-		if winner == nil || start+i != winner.index {
-			cancel()
+		if winner != nil && start+i == winner.index {
+			continue
 		}
+		if winner != nil && start+i < winner.index {
+			errs = append(errs, fmt.Errorf("%s: no welcome within %v", order[i].Name(), time.Since(began[i]).Round(time.Millisecond)))
+		}
+		cancel()
 	}
 	go func(pending int) {
 		for ; pending > 0; pending-- {
@@ -186,21 +232,47 @@ wait:
 	if winner == nil {
 		return nil, fmt.Errorf("fallback: every transport failed: %w", errors.Join(errs...))
 	}
+	name := t.transports[winner.index].Name()
 	t.mu.Lock()
 	t.preferred = winner.index
-	t.mu.Unlock()
-	name := t.transports[winner.index].Name()
-	if winner.index != 0 && t.onChange != nil {
-		t.onChange(Change{From: t.transports[0].Name(), To: name, Reason: errors.Join(errs...)})
+	from := t.current
+	if from == "" {
+		from = order[0].Name()
 	}
+	t.current = name
+	t.mu.Unlock()
+	if name != from && t.onChange != nil {
+		t.onChange(Change{From: from, To: name, Reason: errors.Join(errs...)})
+	}
+	cctx, cancel := context.WithCancel(context.Background())
 	c := &conn{Conn: winner.conn, first: winner.first, name: name, t: t, cancel: winner.cancel,
-		stop: make(chan struct{}), done: make(chan struct{})}
-	if bc, ok := winner.conn.(*bridgeconn.Conn); ok && t.probe > 0 {
-		go c.probeLoop(bc)
+		ctx: cctx, stop: cancel, done: make(chan struct{})}
+	if bc, ok := winner.conn.(*bridgeconn.Conn); ok {
+		go c.watch(bc, t.ladder())
 	} else {
 		close(c.done)
 	}
 	return c, nil
+}
+
+// ladder lists the downstreams a bridge session can move between, best
+// first: a WebSocket re-attached to the bridge (with the settings of the
+// first WebSocket transport, if any), then the bridge transports in order.
+func (t *Transport) ladder() []bridgeconn.Downstream {
+	var ws bridgeconn.WebSocket
+	for _, tr := range t.transports {
+		if w, ok := tr.(*websocket.Transport); ok {
+			ws.Transport = w
+			break
+		}
+	}
+	l := []bridgeconn.Downstream{ws}
+	for _, tr := range t.transports {
+		if b, ok := tr.(interface{ Downstream() bridgeconn.Downstream }); ok {
+			l = append(l, b.Downstream())
+		}
+	}
+	return l
 }
 
 // open dials tr and reads its first frame: it must be a welcome (or a
@@ -235,12 +307,13 @@ type conn struct {
 	first  []byte
 	name   string
 	t      *Transport
-	cancel context.CancelFunc
+	cancel context.CancelFunc // the winning attempt's context
 
 	mu        sync.Mutex // guards first
 	closeOnce sync.Once
-	stop      chan struct{} // closed by Close: the probe ends
-	done      chan struct{} // closed when the probe has ended
+	ctx       context.Context // ends at Close: the watch stops
+	stop      context.CancelFunc
+	done      chan struct{} // closed when the watch has ended
 }
 
 // TransportName says which transport carries the connection now.
@@ -262,9 +335,11 @@ func (c *conn) ReadFrame(ctx context.Context, buf []byte) ([]byte, error) {
 	return c.Conn.ReadFrame(ctx, buf)
 }
 
+// Close stops the watch (and any move it is making) and closes the
+// connection: it returns within the connection's own Close bound.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
-		close(c.stop)
+		c.stop()
 		<-c.done
 		c.Conn.Close()
 		c.cancel()
@@ -272,61 +347,102 @@ func (c *conn) Close() error {
 	return nil
 }
 
-// probeLoop tries, every probe interval, to move a bridged connection to a
-// better downstream: a WebSocket re-attached at the cursor, or SSE when on
-// long-polling.
-func (c *conn) probeLoop(bc *bridgeconn.Conn) {
+// watch keeps a bridged connection on the best downstream that works: it
+// probes upward every probe interval (in the background, one attempt at
+// a time) and moves down when the live downstream stalls.
+func (c *conn) watch(bc *bridgeconn.Conn, ladder []bridgeconn.Downstream) {
 	defer close(c.done)
-	stop := c.stop
-	tick := time.NewTicker(c.t.probe)
-	defer tick.Stop()
+	var probeC <-chan time.Time
+	if c.t.probe > 0 {
+		tick := time.NewTicker(c.t.probe)
+		defer tick.Stop()
+		probeC = tick.C
+	}
+	stallTick := time.NewTicker(max(c.t.stall/4, time.Millisecond))
+	defer stallTick.Stop()
+	var (
+		probing   context.CancelFunc // non-nil while a probe runs
+		probeDone = make(chan struct{})
+	)
+	defer func() {
+		if probing != nil {
+			probing()
+			<-probeDone
+		}
+	}()
 	for {
 		select {
-		case <-stop:
+		case <-c.ctx.Done():
 			return
-		case <-tick.C:
-		}
-		from := bc.Downstream()
-		candidates := []bridgeconn.Downstream{bridgeconn.WebSocket{}}
-		if from == "longpoll" {
-			candidates = append(candidates, c.sseDownstream())
-		}
-		for _, d := range candidates {
-			if d == nil {
+		case <-probeC:
+			if probing != nil || level(bc, ladder) == 0 {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.t.headStart*2)
+			pctx, cancel := context.WithCancel(c.ctx)
+			probing = cancel
 			go func() {
-				select {
-				case <-stop:
-					cancel()
-				case <-ctx.Done():
-				}
+				c.climb(pctx, bc, ladder)
+				probeDone <- struct{}{}
 			}()
-			err := bc.Switch(ctx, d)
-			cancel()
-			if err == nil {
-				if c.t.onChange != nil {
-					c.t.onChange(Change{From: from, To: d.Name(), Upgrade: true})
-				}
-				if d.Name() == "websocket" {
-					c.t.mu.Lock()
-					c.t.preferred = 0 // WebSockets pass again: dial them first next time
-					c.t.mu.Unlock()
-					return
-				}
-				break
+		case <-probeDone:
+			probing()
+			probing = nil
+		case <-stallTick.C:
+			idle := bc.Idle()
+			i := level(bc, ladder)
+			if idle < c.t.stall || i+1 >= len(ladder) {
+				continue
 			}
+			if probing != nil { // the stall comes first
+				probing()
+				<-probeDone
+				probing = nil
+			}
+			c.move(c.ctx, bc, ladder[i+1], false,
+				fmt.Errorf("%s: no frame, not even a ping, for %v", ladder[i].Name(), idle.Round(time.Millisecond)))
 		}
 	}
 }
 
-// sseDownstream returns the SSE downstream when the transports include one.
-func (c *conn) sseDownstream() bridgeconn.Downstream {
-	for _, tr := range c.t.transports {
-		if s, ok := tr.(*sse.Transport); ok {
-			return s.Downstream()
+// level is the live downstream's place in the ladder.
+func level(bc *bridgeconn.Conn, ladder []bridgeconn.Downstream) int {
+	name := bc.Downstream()
+	for i, d := range ladder {
+		if d.Name() == name {
+			return i
 		}
 	}
-	return nil
+	return len(ladder)
+}
+
+// climb tries the downstreams better than the live one, best first, and
+// stops at the first that works.
+func (c *conn) climb(ctx context.Context, bc *bridgeconn.Conn, ladder []bridgeconn.Downstream) {
+	for _, d := range ladder[:min(level(bc, ladder), len(ladder))] {
+		if ctx.Err() != nil || c.move(ctx, bc, d, true, nil) {
+			return
+		}
+	}
+}
+
+// move switches bc to d within the probe timeout and reports the change.
+func (c *conn) move(ctx context.Context, bc *bridgeconn.Conn, d bridgeconn.Downstream, upgrade bool, reason error) bool {
+	from := bc.Downstream()
+	sctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	err := bc.Switch(sctx, d)
+	cancel()
+	to := bc.Downstream()
+	if to == from {
+		return false
+	}
+	c.t.mu.Lock()
+	c.t.current = to
+	if to == "websocket" {
+		c.t.preferred = 0 // WebSockets pass again: dial them first next time
+	}
+	c.t.mu.Unlock()
+	if c.t.onChange != nil {
+		c.t.onChange(Change{From: from, To: to, Upgrade: upgrade, Reason: reason})
+	}
+	return err == nil
 }

@@ -42,8 +42,12 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 	if err != nil {
 		return nil, err
 	}
-	return bridgeconn.Open(s, bridgeconn.Poll{Timeout: t.o.timeout}), nil
+	return bridgeconn.Open(s, t.Downstream()), nil
 }
+
+// Downstream returns the long-poll downstream of this transport, for the
+// fallback transport's moves between downstreams.
+func (t *Transport) Downstream() bridgeconn.Downstream { return bridgeconn.Poll{Timeout: t.o.timeout} }
 
 // Option configures a Transport.
 type Option func(*options)

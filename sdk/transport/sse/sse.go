@@ -63,5 +63,5 @@ func WithMaxFrame(n int) Option {
 }
 
 // Downstream returns the SSE downstream of this transport, for the
-// fallback transport's upgrade probe.
+// fallback transport's moves between downstreams.
 func (t *Transport) Downstream() bridgeconn.Downstream { return t.o.downstream() }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 )
@@ -38,7 +39,7 @@ func (d HTTPDoer) Do(ctx context.Context, method, url string, header map[string]
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("%w: %w", errCutShort, err)
 	}
 	if len(b) > maxResponse {
 		return 0, nil, errors.New("bridge: response too large")

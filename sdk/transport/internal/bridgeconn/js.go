@@ -108,7 +108,7 @@ func (FetchDoer) Do(ctx context.Context, method, u string, header map[string][]s
 	}
 	text, err := await(ctx, resp.Call("text"), abort)
 	if err != nil {
-		return 0, nil, fmt.Errorf("bridge: fetch body: %w", err)
+		return 0, nil, fmt.Errorf("bridge: fetch body: %w: %w", errCutShort, err)
 	}
 	return resp.Get("status").Int(), []byte(text.String()), nil
 }
@@ -144,11 +144,11 @@ func (SSE) Name() string { return "sse" }
 
 type sseEvent struct {
 	reset, failed, refused bool
-	data, id               string
+	data, id               string // for a reset, data is its reason
 }
 
 // Run reads one EventSource until it fails.
-func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
 	ctor := js.Global().Get("EventSource")
 	if ctor.Type() != js.TypeFunction {
 		return &permanent{errors.New("no EventSource in this JavaScript environment")}
@@ -179,18 +179,25 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		default:
 		}
 	}
-	onOpen := js.FuncOf(func(js.Value, []js.Value) any { ready(); return nil })
 	onMessage := js.FuncOf(func(_ js.Value, args []js.Value) any {
 		ev := args[0]
 		push(sseEvent{data: ev.Get("data").String(), id: ev.Get("lastEventId").String()})
 		return nil
 	})
-	onReset := js.FuncOf(func(js.Value, []js.Value) any { push(sseEvent{reset: true}); return nil })
+	onReset := js.FuncOf(func(_ js.Value, args []js.Value) any {
+		e := sseEvent{reset: true}
+		if len(args) > 0 {
+			if d := args[0].Get("data"); d.Type() == js.TypeString {
+				e.data = d.String()
+			}
+		}
+		push(e)
+		return nil
+	})
 	onError := js.FuncOf(func(js.Value, []js.Value) any {
 		push(sseEvent{failed: true, refused: es.Get("readyState").Int() == 2}) // CLOSED: no retry
 		return nil
 	})
-	es.Set("onopen", onOpen)
 	es.Set("onmessage", onMessage)
 	es.Set("onerror", onError)
 	es.Call("addEventListener", "reset", onReset)
@@ -198,11 +205,9 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		// JS runs only while Go waits: once the handlers are detached none
 		// of them can be called, so they can be released.
 		es.Call("close")
-		es.Set("onopen", js.Null())
 		es.Set("onmessage", js.Null())
 		es.Set("onerror", js.Null())
 		es.Call("removeEventListener", "reset", onReset)
-		onOpen.Release()
 		onMessage.Release()
 		onReset.Release()
 		onError.Release()
@@ -223,7 +228,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		for _, e := range batch {
 			switch {
 			case e.reset:
-				return ErrReset
+				return resetError(resetReason([]byte(e.data)))
 			case e.refused:
 				return &permanent{errors.New("the event stream was refused (an HTTP error, or not an event stream)")}
 			case e.failed:

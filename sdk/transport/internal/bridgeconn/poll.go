@@ -26,11 +26,25 @@ type pollBody struct {
 	Frames []json.RawMessage `json:"frames"`
 	Next   uint64            `json:"next"`
 	Reset  bool              `json:"reset"`
+	Reason string            `json:"reason"`
 	Ended  bool              `json:"ended"`
 }
 
+// Poll answers are bounded in bytes: at first maxPollBytes, halved down
+// to minPollBytes each time an answer arrives cut, so that a proxy that
+// cuts responses past some size still lets every poll make progress (the
+// bridge always includes at least one frame).
+const (
+	maxPollBytes = 64 << 10
+	minPollBytes = 1 << 10
+)
+
+// errCutShort wraps a failure while reading a response body: the
+// status arrived, the body did not (a connection cut in transit).
+var errCutShort = errors.New("response cut short")
+
 // Run polls until ctx is done or a poll fails.
-func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = 25 * time.Second
@@ -38,11 +52,17 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 	var m protocol.Message
 	q := url.Values{"timeout": {strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64)}}
 	for {
+		limit := s.pollBytes.Load()
 		q.Set("after", strconv.FormatUint(after, 10))
+		q.Set("max_bytes", strconv.FormatInt(limit, 10))
 		pctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 		status, body, err := s.doer.Do(pctx, "GET", s.URL("poll", q), nil, nil)
 		cancel()
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, errCutShort) && limit > minPollBytes {
+				// Cut in transit: ask for less next time.
+				s.pollBytes.CompareAndSwap(limit, max(limit/2, minPollBytes))
+			}
 			return fmt.Errorf("bridge: poll: %w", err)
 		}
 		if status != 200 {
@@ -50,12 +70,14 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		}
 		var pb pollBody
 		if err := json.Unmarshal(body, &pb); err != nil {
+			if limit > minPollBytes {
+				s.pollBytes.CompareAndSwap(limit, max(limit/2, minPollBytes))
+			}
 			return fmt.Errorf("bridge: poll: bad answer: %w", err)
 		}
 		if pb.Reset {
-			return ErrReset
+			return resetError(pb.Reason)
 		}
-		ready()
 		// Sequenced frames come first, numbered after+1…Next; pings last.
 		seq := after
 		for _, f := range pb.Frames {
@@ -75,7 +97,7 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		}
 		after = pb.Next
 		if pb.Ended {
-			return ErrReset
+			return resetError("ended")
 		}
 	}
 }

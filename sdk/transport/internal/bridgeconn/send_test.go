@@ -9,21 +9,26 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/cableway/cableway/sdk/transport"
 )
 
 // sendBridge applies commands by cseq as the bridge does, and misbehaves
-// on demand: answer 503 first, or apply and then drop the response.
+// on demand: a proxy in front answers 503 first, the bridge refuses
+// (its upstream is gone), or it applies and then drops the response.
 type sendBridge struct {
 	mu       sync.Mutex
 	acked    uint64
 	applied  []string
-	fail503  int  // answer this many requests with 503 first
-	dropNext bool // apply the next batch, then cut the connection
+	fail503  int    // a proxy answers this many requests with 503 first
+	refuse   string // the bridge answers with this JSON error
+	dropNext bool   // apply the next batch, then cut the connection
 	requests int
 }
 
@@ -49,7 +54,12 @@ func (f *sendBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.fail503 > 0 {
 		f.fail503--
 		w.WriteHeader(503)
-		io.WriteString(w, `{"error":"upstream_unavailable","acked":0}`)
+		io.WriteString(w, "<html><body>503 Service Temporarily Unavailable</body></html>")
+		return
+	}
+	if f.refuse != "" {
+		w.WriteHeader(map[string]int{"upstream_unavailable": 503, "session_ended": 410}[f.refuse])
+		io.WriteString(w, `{"error":"`+f.refuse+`","acked":0}`)
 		return
 	}
 	for _, c := range batch {
@@ -79,7 +89,7 @@ func TestSendRetriesIdempotently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two 503s (Rails being redialled), then applied.
+	// Two 503s from a proxy in front of the bridge, then applied.
 	if err := s.Send(ctx, []byte(`{"command":"message","n":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +133,36 @@ func TestSendGivesUpWhenContextEnds(t *testing.T) {
 	// Nothing was applied, and the next command reuses the sequence number.
 	if s.cseq != 0 {
 		t.Fatalf("cseq advanced to %d after a failed send", s.cseq)
+	}
+}
+
+// TestSendRefusedFailsAtOnce: when the bridge itself refuses a command
+// (its upstream connection is gone, the session ended), the command was
+// not applied and a retry cannot help: Send says so at once, with
+// transport.ErrNotSent, instead of retrying until its context ends and
+// leaving the caller to guess.
+func TestSendRefusedFailsAtOnce(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, refusal := range []string{"upstream_unavailable", "session_ended"} {
+		fb := &sendBridge{refuse: refusal}
+		srv := httptest.NewServer(fb)
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		s, err := Create(context.Background(), HTTPDoer{Client: client}, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = s.Send(ctx, []byte(`{"command":"message"}`))
+		cancel()
+		if !errors.Is(err, transport.ErrNotSent) || !strings.Contains(err.Error(), refusal) {
+			t.Errorf("%s: err = %v, want transport.ErrNotSent naming the refusal", refusal, err)
+		}
+		fb.mu.Lock()
+		if fb.requests != 1 || s.cseq != 0 {
+			t.Errorf("%s: %d requests, cseq %d; want 1 request and cseq unchanged", refusal, fb.requests, s.cseq)
+		}
+		fb.mu.Unlock()
+		srv.Close()
 	}
 }
 

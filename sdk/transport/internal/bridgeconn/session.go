@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cableway/cableway/sdk/backoff"
@@ -26,10 +27,36 @@ type Doer interface {
 	Do(ctx context.Context, method, url string, header map[string][]string, body []byte) (status int, respBody []byte, err error)
 }
 
-// ErrReset means the bridge no longer has the frames after the client's
-// cursor (evicted, or the session is gone): the connection is over and the
-// consumer must start again (new session, resubscribe).
-var ErrReset = errors.New("bridge: session reset")
+// ErrReset is transport.ErrSessionReset: the bridge no longer has the
+// frames after the client's cursor (evicted, or the session is gone), so
+// the connection is over and the consumer must start again (new session,
+// resubscribe).
+var ErrReset = transport.ErrSessionReset
+
+// resetError is ErrReset with the bridge's reason in words.
+func resetError(reason string) error {
+	switch reason {
+	case "evicted":
+		return fmt.Errorf("%w: the bridge dropped frames this client had not received", ErrReset)
+	case "ended":
+		return fmt.Errorf("%w: the session ended on the bridge", ErrReset)
+	case "bad_cursor":
+		return fmt.Errorf("%w: the client's cursor is not of this session", ErrReset)
+	case "":
+		return ErrReset
+	}
+	return fmt.Errorf("%w: %.100s", ErrReset, reason)
+}
+
+// resetReason reads the reason of an SSE reset event's data
+// ({"reason":"evicted"}).
+func resetReason(data []byte) string {
+	var r struct {
+		Reason string `json:"reason"`
+	}
+	json.Unmarshal(data, &r)
+	return r.Reason
+}
 
 // Session is a bridge session seen from the client.
 type Session struct {
@@ -42,6 +69,10 @@ type Session struct {
 
 	sendMu sync.Mutex
 	cseq   uint64
+
+	// pollBytes is the largest poll answer asked for; halved each time an
+	// answer arrives cut (a proxy that limits response sizes).
+	pollBytes atomic.Int64
 }
 
 type createdBody struct {
@@ -57,21 +88,34 @@ type errorBody struct {
 }
 
 // statusError turns a refusal into a transport.HandshakeError, with the
-// bridge's reason in it.
+// bridge's reason in it. An answer that is not the bridge's JSON error
+// says so: the URL probably does not point at a Cableway bridge.
 func statusError(status int, body []byte) error {
 	var e errorBody
-	json.Unmarshal(body, &e)
-	msg := e.Error
-	if e.Detail != "" {
-		msg += ": " + e.Detail
-	}
-	if msg == "" {
-		msg = strings.TrimSpace(string(body))
-		if len(msg) > 200 {
-			msg = msg[:200]
+	msg := ""
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+		if e.Detail != "" {
+			msg += ": " + e.Detail
+		}
+	} else {
+		text := strings.ToValidUTF8(strings.TrimSpace(string(body)), "?")
+		if len(text) > 120 {
+			text = text[:120] + "…"
+		}
+		msg = "the answer is not from a Cableway bridge (is the bridge URL right?)"
+		if text != "" {
+			msg += fmt.Sprintf("; it said %q", text)
 		}
 	}
 	return &transport.HandshakeError{StatusCode: status, Err: errors.New("bridge: " + msg)}
+}
+
+// bridgeError returns the error code of a bridge's JSON error body.
+func bridgeError(body []byte) string {
+	var e errorBody
+	json.Unmarshal(body, &e)
+	return e.Error
 }
 
 // Create opens a session on the bridge at base. header carries the
@@ -111,7 +155,9 @@ func create(ctx context.Context, doer Doer, base, query string, header map[strin
 	if err := json.Unmarshal(body, &c); err != nil || c.SID == "" || c.Token == "" {
 		return nil, fmt.Errorf("bridge: create session: unexpected answer %.100q", body)
 	}
-	return &Session{Base: base, SID: c.SID, Token: c.Token, Epoch: c.Epoch, doer: doer}, nil
+	ses := &Session{Base: base, SID: c.SID, Token: c.Token, Epoch: c.Epoch, doer: doer}
+	ses.pollBytes.Store(maxPollBytes)
+	return ses, nil
 }
 
 // URL returns the URL of one of the session's endpoints ("sse", "poll",
@@ -128,16 +174,19 @@ func (s *Session) URL(endpoint string, query url.Values) string {
 	return u + "?" + query.Encode()
 }
 
-// sendRetry is how long Send waits before attempt n+1 while the bridge's
-// upstream is down or the network fails.
+// sendRetry is how long Send waits before attempt n+1 while the network
+// or a proxy fails.
 func sendRetry(attempt int) time.Duration {
 	return backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
 }
 
-// Send delivers one command frame (JSON) to Rails through the bridge. It
-// retries with the same sequence number until the bridge acknowledges it,
-// the bridge refuses it for good, or ctx is done, so a command is applied
-// at most once however often it is retried. Calls are serialised.
+// Send delivers one command frame (JSON) to Rails through the bridge.
+// When an answer is lost or a proxy fails, it retries with the same
+// sequence number, so a command is applied at most once however often it
+// is sent. When the bridge refuses it (the session or its upstream is
+// gone, the body is bad), Send fails at once with an error wrapping
+// transport.ErrNotSent: the command was not applied. It also fails when
+// ctx is done. Calls are serialised.
 func (s *Session) Send(ctx context.Context, frame []byte) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
@@ -150,8 +199,6 @@ func (s *Session) Send(ctx context.Context, frame []byte) error {
 		case err == nil && status == 200:
 			s.cseq = cseq
 			return nil
-		case err == nil && (status == 503 || status == 429 || status >= 500):
-			err = statusError(status, resp) // retry: upstream down, or rate limited
 		case err == nil && status == 409:
 			var e errorBody
 			json.Unmarshal(resp, &e)
@@ -159,9 +206,12 @@ func (s *Session) Send(ctx context.Context, frame []byte) error {
 				s.cseq = cseq
 				return nil
 			}
-			return fmt.Errorf("bridge: send: %w", statusError(status, resp))
+			return fmt.Errorf("bridge: send: %w: %w", transport.ErrNotSent, statusError(status, resp))
+		case err == nil && (status == 429 || status >= 500 && bridgeError(resp) == ""):
+			// Rate limited, or a proxy's failure: the same cseq again.
+			err = statusError(status, resp)
 		case err == nil:
-			return fmt.Errorf("bridge: send: %w", statusError(status, resp))
+			return fmt.Errorf("bridge: send: %w: %w", transport.ErrNotSent, statusError(status, resp))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("bridge: send: %w (last error: %v)", ctx.Err(), err)

@@ -32,7 +32,7 @@ func (SSE) Name() string { return "sse" }
 var errStreamEnded = errors.New("bridge: event stream ended")
 
 // Run reads one SSE response until it ends.
-func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
 	maxFrame := d.MaxFrame
 	if maxFrame <= 0 {
 		maxFrame = 1 << 20
@@ -51,7 +51,6 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 			resp.Body.Close()
 			return &backoff.PermanentError{Err: statusError(resp.StatusCode, nil)}
 		}
-		ready()
 		return nil
 	}
 	sctx, cancel := context.WithCancel(ctx)
@@ -63,7 +62,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		switch string(ev.Event) {
 		case "", "message":
 		case "reset":
-			emitErr = ErrReset
+			emitErr = resetError(resetReason(ev.Data))
 			cancel()
 			return
 		default:

@@ -23,7 +23,7 @@ type WebSocket struct {
 func (WebSocket) Name() string { return "websocket" }
 
 // Run reads the re-attached socket until it fails.
-func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error, ready func()) error {
+func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
 	t := w.Transport
 	if t == nil {
 		t = websocket.New()
@@ -35,7 +35,6 @@ func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(
 		return err
 	}
 	defer conn.Close()
-	ready()
 	var (
 		buf []byte
 		m   protocol.Message
@@ -46,7 +45,7 @@ func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(
 		if err != nil {
 			var ce *transport.CloseError
 			if errors.As(err, &ce) && strings.HasPrefix(ce.Reason, "reset") {
-				return ErrReset
+				return resetError(strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(ce.Reason, "reset"), ":")))
 			}
 			return err
 		}
