@@ -145,6 +145,17 @@ func (c *Consumer) Connected() bool {
 	return c.live != nil
 }
 
+// Transport names the transport carrying the live connection now
+// ("websocket", "sse", "longpoll"; a bridged connection can move between
+// them while it lives), or "" while the consumer is not connected.
+func (c *Consumer) Transport() string {
+	l := c.liveLink()
+	if l == nil {
+		return ""
+	}
+	return l.name(c.transport)
+}
+
 // Stats returns the consumer's counters.
 func (c *Consumer) Stats() Stats {
 	return Stats{

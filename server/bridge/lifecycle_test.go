@@ -68,10 +68,12 @@ func TestCreateFailsFastWhenRailsIsDown(t *testing.T) {
 	}
 }
 
-// Rails dropping the upstream (a remote disconnect) is invisible but for
-// a new welcome; shutting the bridge down ends every session with a final
+// Rails dropping the upstream (a remote disconnect; Rails 6.1 sends no
+// frame) ends the session with an upstream_lost disconnect that
+// reconnects, and commands are refused from then on (never acknowledged
+// and dropped); shutting the bridge down ends every session with a final
 // server_restart, and /healthz reports the drain.
-func TestUpstreamRedialAndShutdown(t *testing.T) {
+func TestUpstreamLossAndShutdown(t *testing.T) {
 	e := newEnv(t, bridge.WithSessionTTL(time.Minute))
 	ctx := testCtx(t, 30*time.Second)
 	s := e.create(ctx, "rosa")
@@ -87,9 +89,20 @@ func TestUpstreamRedialAndShutdown(t *testing.T) {
 	if err := e.rails.Disconnect(ctx, "rosa", false); err != nil {
 		t.Fatal(err)
 	}
-	// Rails 6.1 just closes the socket; the bridge redials.
-	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
+	f := e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "disconnect" })
+	if !strings.Contains(string(f), `"reason":"upstream_lost"`) || !strings.Contains(string(f), `"reconnect":true`) {
+		t.Fatalf("last frame %s, want an upstream_lost disconnect that reconnects", f)
+	}
+	if p := e.poll(ctx, s, after, "0"); !p.Ended || len(p.Frames) != 0 {
+		t.Fatalf("poll after the last frame: %+v, want ended", p)
+	}
+	if code, body := e.send(ctx, s, 2, cmd("message", lobby, `{"action":"speak","text":"lost?"}`)); code == http.StatusOK {
+		t.Fatalf("a command after the upstream was lost was acknowledged: %s", body)
+	}
 
+	s = e.create(ctx, "rosa")
+	after = 0
+	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
 	closed := make(chan error, 1)
 	go func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -102,7 +115,7 @@ func TestUpstreamRedialAndShutdown(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	f := e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "disconnect" })
+	f = e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "disconnect" })
 	if !strings.Contains(string(f), "server_restart") {
 		t.Fatalf("last frame %s, want a server_restart disconnect", f)
 	}

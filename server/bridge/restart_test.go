@@ -15,9 +15,11 @@ import (
 // TestRailsRestart restarts Rails under live sessions (SSE, long-poll and
 // the WebSocket proxy), politely (ActionCable.server.restart: a
 // server_restart disconnect frame, then close) and by SIGKILL and a new
-// process. Each client sees the new welcome as a sequenced frame, with no
-// gap in its numbering, resubscribes and gets broadcasts again; once the
-// sessions end, Rails counts no open connection.
+// process. As with a WebSocket to Rails itself, each client is told: the
+// session's last frame is Rails' disconnect, or the bridge's
+// upstream_lost one when Rails just vanished, both with reconnect:true,
+// and then the session ends. Clients reconnect (new sessions), resubscribe
+// and get broadcasts again; no upstream connection is left behind.
 func TestRailsRestart(t *testing.T) {
 	for _, kill := range []bool{false, true} {
 		name := "RestartCable"
@@ -34,28 +36,29 @@ func testRestart(t *testing.T, kill bool) {
 	room := fmt.Sprintf("restart-%v", kill)
 	chat := identifier("ChatChannel", "room", room)
 
-	_, s1, body, err := e.createAs(ctx, authHeader("alice"))
-	if err != nil || s1.SID == "" {
-		t.Fatalf("create: %v %s", err, body)
+	open := func() map[string]downstream {
+		t.Helper()
+		_, s1, body, err := e.createAs(ctx, authHeader("alice"))
+		if err != nil || s1.SID == "" {
+			t.Fatalf("create: %v %s", err, body)
+		}
+		st, _, err := e.openSSE(ctx, s1, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sse := &sseDown{e: e, s: s1, st: st}
+		t.Cleanup(sse.close)
+		_, s2, body, err := e.createAs(ctx, authHeader("bob"))
+		if err != nil || s2.SID == "" {
+			t.Fatalf("create: %v %s", err, body)
+		}
+		proxy, err := e.openProxy(ctx, protocol.SubprotocolJSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.close)
+		return map[string]downstream{"sse": sse, "longpoll": &pollDown{e: e, s: s2}, "ws": proxy}
 	}
-	st, _, err := e.openSSE(ctx, s1, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sse := &sseDown{e: e, s: s1, st: st}
-	defer sse.close()
-	_, s2, body, err := e.createAs(ctx, authHeader("bob"))
-	if err != nil || s2.SID == "" {
-		t.Fatalf("create: %v %s", err, body)
-	}
-	lp := &pollDown{e: e, s: s2}
-	proxy, err := e.openProxy(ctx, protocol.SubprotocolJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.close()
-	downs := map[string]downstream{"sse": sse, "longpoll": lp, "ws": proxy}
-
 	subscribe := func(what string, d downstream) {
 		t.Helper()
 		if f, err := nextMatch(ctx, d, nil, notPing); err != nil || f.kind() != "welcome" {
@@ -75,6 +78,7 @@ func testRestart(t *testing.T, kill bool) {
 			t.Fatalf("%s: %v %v, want the broadcast %q", what, f, err, text)
 		}
 	}
+	downs := open()
 	for what, d := range downs {
 		subscribe(what, d)
 	}
@@ -84,24 +88,40 @@ func testRestart(t *testing.T, kill bool) {
 	for what, d := range downs {
 		receive(what, d, "before")
 	}
-	before := e.bridge.Stats().UpstreamReconnects
 
+	reason := "server_restart"
 	if kill {
+		reason = "upstream_lost"
 		e.rails.Kill()
-		e.rails.Restart(t)
 	} else if err := e.rails.RestartCable(ctx); err != nil {
 		t.Fatal(err)
 	}
-
 	for what, d := range downs {
-		if !kill {
-			// Rails' own notice passes through, in sequence.
-			f, err := nextMatch(ctx, d, nil, notPing)
-			if err != nil || f.kind() != "disconnect" || f.Reason != "server_restart" || f.Reconnect == nil || !*f.Reconnect {
-				t.Fatalf("%s: %v %v, want the server_restart disconnect", what, f, err)
-			}
+		// The client is told, in sequence, and then the session ends.
+		f, err := nextMatch(ctx, d, nil, notPing)
+		if err != nil || f.kind() != "disconnect" || f.Reason != reason || f.Reconnect == nil || !*f.Reconnect {
+			t.Fatalf("%s: %v %v, want a %s disconnect that reconnects", what, f, err, reason)
 		}
-		subscribe(what+" after the restart", d) // the new welcome, then resubscribe
+		if f, err := nextMatch(ctx, d, nil, notPing); err == nil {
+			t.Fatalf("%s: %v after the last frame, want the end", what, f)
+		}
+		d.close()
+	}
+	if kill {
+		e.rails.Restart(t)
+	} else {
+		// Rails counts the 3 closed connections on: restart halted the
+		// worker pool that would have run their disconnect callbacks.
+		e.railsStale = 3
+	}
+	if err := waitFor(ctx, "no session left", func() bool { return e.bridge.Stats().Sessions == 0 }); err != nil {
+		t.Errorf("%d sessions left after their upstream ended: %v", e.bridge.Stats().Sessions, err)
+	}
+
+	// The clients reconnect as they would to Rails.
+	downs = open()
+	for what, d := range downs {
+		subscribe(what+" after the restart", d)
 	}
 	if err := e.rails.Broadcast(ctx, "chat:"+room, map[string]string{"text": "after"}); err != nil {
 		t.Fatal(err)
@@ -109,46 +129,14 @@ func testRestart(t *testing.T, kill bool) {
 	for what, d := range downs {
 		receive(what+" after the restart", d, "after")
 	}
-	if n := e.bridge.Stats().UpstreamReconnects - before; n != 3 {
-		t.Errorf("upstream reconnects %d, want 3", n)
+	if n := e.bridge.Stats().UpstreamReconnects; n != 0 {
+		t.Errorf("upstream reconnects %d, want 0 (sessions end with their upstream)", n)
 	}
 	if n := socketsTo(e.rails.Port()); n != 3 && n != -1 {
 		t.Errorf("%d sockets to Rails, want 3", n)
 	}
-	if !kill {
-		// Rails counts the 3 closed connections on: restart halted the
-		// worker pool that would have run their disconnect callbacks.
-		e.railsStale = 3
-	}
 	if st, err := e.rails.WaitStats(ctx, func(s railstest.Stats) bool { return s.Connections == e.railsStale+3 }); err != nil {
 		t.Errorf("Rails connections %+v %v, want %d", st, err, e.railsStale+3)
-	}
-
-	// Sessions end: by DELETE, and by closing the proxied socket.
-	if err := e.deleteSession(ctx, s1); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.deleteSession(ctx, s2); err != nil {
-		t.Fatal(err)
-	}
-	proxy.close()
-	if st, err := e.rails.WaitStats(ctx, func(s railstest.Stats) bool { return s.Connections == e.railsStale }); err != nil {
-		t.Fatalf("upstream connections left open: %+v %v", st, err)
-	}
-	if err := waitFor(ctx, "no socket to Rails", func() bool { return socketsTo(e.rails.Port()) <= 0 }); err != nil {
-		t.Fatalf("%d sockets to Rails left open: %v", socketsTo(e.rails.Port()), err)
-	}
-	if n := e.bridge.Stats().Sessions; n != 0 {
-		t.Errorf("%d sessions left", n)
-	}
-	// The SSE stream of the deleted session ends.
-	for {
-		if _, err := st.next(ctx); err != nil {
-			if ctx.Err() != nil {
-				t.Fatalf("the SSE stream of a deleted session goes on: %v", err)
-			}
-			break
-		}
 	}
 }
 

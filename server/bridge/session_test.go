@@ -164,6 +164,7 @@ func TestSessionReadFrom(t *testing.T) {
 // then reports the end.
 func TestSessionEndsAtFinalDisconnect(t *testing.T) {
 	s := testSession(t)
+	s.redial = true // the compat API's sessions outlive their upstream connection
 	upstreamFrame(s, `{"type":"welcome"}`)
 	upstreamFrame(s, `{"type":"disconnect","reason":"server_restart","reconnect":true}`)
 	if s.isEnded() {
@@ -184,5 +185,40 @@ func TestSessionEndsAtFinalDisconnect(t *testing.T) {
 	}
 	if got := s.b.stats.upstreamReconnects.Load(); got != 1 {
 		t.Fatalf("upstream reconnects counted %d, want 1 (the second welcome)", got)
+	}
+}
+
+// Without redial (the session API, the WebSocket proxy), any disconnect
+// from Rails is the session's last frame; a connection lost without one
+// gets the bridge's upstream_lost frame; a stop the bridge made itself
+// gets nothing.
+func TestSessionEndsWithItsUpstream(t *testing.T) {
+	s := testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	upstreamFrame(s, `{"type":"disconnect","reason":"server_restart","reconnect":true}`)
+	if !s.isEnded() {
+		t.Fatal("a disconnect did not end a session without redial")
+	}
+	s.upstreamGone(errors.New("read: connection reset"))
+	if bt, _ := s.read(0, 0, 100, maxBatchBytes); fmt.Sprint(seqs(bt)) != "[1 2]" {
+		t.Fatalf("frames %v, want the welcome and Rails' disconnect only", seqs(bt))
+	}
+
+	s = testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	s.upstreamGone(errors.New("read: connection reset"))
+	bt, err := s.read(0, 0, 100, maxBatchBytes)
+	if err != nil || len(bt.frames) != 2 || string(bt.frames[1].data) != string(upstreamLost) {
+		t.Fatalf("read: %v %v, want the welcome and then %s", bt.frames, err, upstreamLost)
+	}
+	if _, err := s.read(2, bt.pingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
+		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
+	}
+
+	s = testSession(t)
+	upstreamFrame(s, `{"type":"welcome"}`)
+	s.upstreamGone(cable.ErrClosed)
+	if s.isEnded() {
+		t.Fatal("the bridge's own close of the upstream injected a frame")
 	}
 }
