@@ -190,6 +190,14 @@ func parseClientFlags(name string, args []string, env lookupEnv, stdout io.Write
 	return cfg, nil
 }
 
+// cutQuery drops a URL's query and fragment, where tokens travel.
+func cutQuery(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		return raw[:i]
+	}
+	return raw
+}
+
 // checkURL refuses what cannot be dialled, so that a typo is a usage error
 // at once rather than retries until --timeout.
 func checkURL(flagName, raw string, schemes ...string) error {
@@ -200,7 +208,7 @@ func checkURL(flagName, raw string, schemes ...string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("%s %q: not a URL: %v", flagName, redactURL(raw), err)
+		return fmt.Errorf("%s %q: not a URL: %v", flagName, cutQuery(raw), err)
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return fmt.Errorf("%s %q: want a %s URL", flagName, redactURL(raw), want)
@@ -314,7 +322,7 @@ func (cfg *clientConfig) subscribe(ctx context.Context, logger *slog.Logger) (*c
 	}
 	sub, err := c.Subscribe(dctx, id)
 	if err != nil {
-		c.Close()
+		defer c.Close()
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
