@@ -37,7 +37,7 @@ type clientConfig struct {
 	transport string // auto, websocket, sse or longpoll
 	bridge    string // a Cableway bridge's base URL, http(s)://
 	output    string // auto, json or text
-	terminal  bool   // stdout is a terminal (set by main)
+	terminal  bool   // stdout is a terminal (set by clientSetup)
 
 	// perform only
 	action string
@@ -102,7 +102,7 @@ const performExamples = `Examples:
 
 func clientCommand(name, intro string, cfg *clientConfig) *command {
 	c := newCommand(name, intro)
-	c.add(stringValue{&cfg.url}, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails on every transport", true)
+	c.add(stringValue{&cfg.url}, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails, also through --bridge", true)
 	c.add(stringValue{&cfg.channel}, "channel", "NAME", "channel class, e.g. ChatChannel", false)
 	c.add(repeatedValue{&cfg.params}, "param", "KEY=VALUE", "identifier param, repeatable, order kept; KEY:=JSON for a non-string value (id:=42)", false)
 	c.add(repeatedValue{&cfg.headers}, "header", "'NAME: VALUE'", "handshake header, repeatable, e.g. 'Authorization: Bearer …'", false)
