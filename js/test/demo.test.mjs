@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { after, test } from 'node:test'
 import { launch } from './chromium.mjs'
 import { root, until } from './helpers.mjs'
@@ -21,13 +22,22 @@ after(async () => {
   if (demo && demo.exitCode === null) demo.kill('SIGKILL')
 })
 
-const alive = (pid) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return err.code === 'EPERM'
+// runningIn lists the processes (not zombies: their parent may be gone and
+// pid 1 reap them late) whose process group is pgid: [pid, command].
+function runningIn(pgid) {
+  const found = []
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let stat
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(pgrp) === pgid && state !== 'Z') found.push([Number(pid), stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))])
   }
+  return found
 }
 
 test('make demo: the page and the Go service chat in one room; Ctrl-C stops it all, exit 0', { timeout: 600000 }, async () => {
@@ -83,7 +93,9 @@ test('make demo: the page and the Go service chat in one room; Ctrl-C stops it a
   assert.equal(code, 0, `make demo exited ${code} after Ctrl-C:\n${out}`)
   assert.match(out, /demo: stopped rails bridge page go-service log-tail/)
   assert.doesNotMatch(out, /make: \*\*\*/)
-  for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} is still running after the demo stopped`)
+  // Each was started in a process group of its own: nothing of any group
+  // (puma, tail and sed of the log tail…) may be left.
+  for (const pid of pids) assert.deepEqual(runningIn(pid), [], `process group ${pid} still runs after the demo stopped`)
   const [, railsPort] = pageURL.match(/cable=ws:\/\/127\.0\.0\.1:(\d+)/)
   await assert.rejects(fetch(`http://127.0.0.1:${railsPort}/health`), 'Rails still answers')
 })
