@@ -10,9 +10,11 @@ FUZZTIME ?= 5s
 
 all: test
 
-## demo: run the example Rails app and a Go service consuming it (Ctrl-C stops both)
+## demo: Rails, the bridge, the Go service and the browser page on 127.0.0.1, chatting in one room
+## (Ctrl-C stops everything it started and exits 0). On a terminal the script runs as its own
+## foreground job (bash -m), so that Ctrl-C reaches it alone and make does not die of SIGINT.
 demo: deps
-	examples/demo.sh
+	@if [ -t 0 ]; then bash -mc 'examples/demo.sh; exit $$?'; else examples/demo.sh; fi
 
 ## test: everything CI runs — static checks, the wasm build, go test -race, a fuzz smoke run,
 ## and the npm package's tests (Node against Rails, headless Chromium)

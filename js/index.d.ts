@@ -70,6 +70,12 @@ export interface LoadOptions {
 /** Starts (once) the WebAssembly instance; later calls merge their options. */
 export function load(options?: LoadOptions): Promise<unknown>
 
+/**
+ * Merges options into the configuration without starting the instance
+ * (cableway/node hands in `ws` with it). load() takes the same options.
+ */
+export function configure(options?: LoadOptions): void
+
 /** Ends the running Go instance as a panic would (for tests of recovery). */
 export function crash(): Promise<void>
 
@@ -197,5 +203,13 @@ export class Consumer {
   removeEventListener<K extends keyof ConsumerEventMap>(type: K, listener: Listener<ConsumerEventMap[K] & { target: Consumer }>): void
 }
 
-/** Creates a consumer for the cable at url (ws(s):// or http(s)://). */
-export function createConsumer(url: string | URL, options?: ConnectionOptions): Consumer
+/**
+ * Creates a consumer for the cable at url (ws(s):// or http(s)://).
+ * `ready` resolves at the first welcomed connection; it rejects when the
+ * WebAssembly runtime cannot load (a missing .wasm or wasm_exec.js, no
+ * WebSocket class) or the consumer stops before it connected (e.g.
+ * unauthorized, or disconnect()). A runtime that did not load is also an
+ * `error` event, and is printed with console.error when neither `ready` nor
+ * `onerror` is used.
+ */
+export function createConsumer(url: string | URL, options?: ConnectionOptions): Consumer & { readonly ready: Promise<void> }

@@ -34,13 +34,22 @@ export const newId = () => nextId++
 const isNode = typeof process === 'object' && typeof process.versions?.node === 'string'
 
 /**
+ * Merges options into the configuration without starting anything: the
+ * options of load(), for the next instance (a running one keeps its
+ * WebSocket class). cableway/node calls it to hand in `ws`.
+ */
+export function configure(options = {}) {
+  for (const key of Object.keys(config)) {
+    if (options[key] !== undefined) config[key] = options[key]
+  }
+}
+
+/**
  * Configures and starts the WebAssembly instance; resolves when it runs.
  * Later calls merge their options and return the running instance.
  */
 export function load(options = {}) {
-  for (const key of Object.keys(config)) {
-    if (options[key] !== undefined) config[key] = options[key]
-  }
+  configure(options)
   if (!current || current.runtime?.dead) {
     const p = (current = start())
     p.then((rt) => { p.runtime = rt }, () => { if (current === p) current = undefined }) // the next use tries again
@@ -53,18 +62,55 @@ function wasmURL() {
   return u instanceof URL ? u : new URL(String(u), globalThis.location?.href ?? import.meta.url)
 }
 
+const notBuilt = 'a packed cableway ships it; from a checkout, run `npm run build` first'
+
+// compile fetches (or reads) and compiles the .wasm. Every failure rejects
+// with an error that names the file and what to do.
 async function compile() {
   const url = wasmURL()
+  let bytes
   if (url.protocol === 'file:' && isNode) {
     const { readFile } = await import('node:fs/promises')
-    return WebAssembly.compile(await readFile(url))
+    try {
+      bytes = await readFile(url)
+    } catch (err) {
+      throw new Error(`cableway: cannot read the WebAssembly module ${url.pathname}: ${err.code ?? err.message} (${notBuilt}, or pass wasmURL)`, { cause: err })
+    }
+  } else {
+    let resp
+    try {
+      resp = await fetch(url)
+    } catch (err) {
+      throw new Error(`cableway: cannot fetch the WebAssembly module ${url}: ${err.message} (serve js/dist/cableway.wasm there, or pass wasmURL)`, { cause: err })
+    }
+    if (!resp.ok) throw new Error(`cableway: fetching the WebAssembly module ${url} failed with HTTP ${resp.status} (serve js/dist/cableway.wasm there, or pass wasmURL)`)
+    if (WebAssembly.compileStreaming && resp.headers.get('content-type')?.startsWith('application/wasm')) {
+      try {
+        return await WebAssembly.compileStreaming(resp)
+      } catch (err) {
+        throw new Error(`cableway: ${url} is not a valid WebAssembly module: ${err.message}`, { cause: err })
+      }
+    }
+    bytes = await resp.arrayBuffer() // a server without the wasm MIME type
   }
-  const resp = await fetch(url)
-  if (!resp.ok) throw new Error(`cableway: fetching ${url} failed with HTTP ${resp.status}`)
-  if (WebAssembly.compileStreaming && resp.headers.get('content-type')?.startsWith('application/wasm')) {
-    return WebAssembly.compileStreaming(resp)
+  try {
+    return await WebAssembly.compile(bytes)
+  } catch (err) {
+    throw new Error(`cableway: ${url} is not a valid WebAssembly module: ${err.message}`, { cause: err })
   }
-  return WebAssembly.compile(await resp.arrayBuffer()) // a server without the wasm MIME type
+}
+
+// goRuntime imports wasm_exec.js (Go's JavaScript support, from the same
+// toolchain as the .wasm), which defines globalThis.Go.
+async function goRuntime() {
+  if (globalThis.Go) return
+  try {
+    await import('./dist/wasm_exec.js')
+  } catch (err) {
+    const file = new URL('./dist/wasm_exec.js', import.meta.url)
+    throw new Error(`cableway: cannot load Go's WebAssembly runtime ${file.protocol === 'file:' ? file.pathname : file}: ${err.message} (${notBuilt})`, { cause: err })
+  }
+  if (typeof globalThis.Go !== 'function') throw new Error('cableway: dist/wasm_exec.js did not define globalThis.Go')
 }
 
 // originFor derives the Origin that Rails checks from a cable URL, as the Go
@@ -100,7 +146,7 @@ function webSocketClass() {
 
 async function start() {
   const WS = webSocketClass()
-  if (!globalThis.Go) await import('./dist/wasm_exec.js') // defines globalThis.Go
+  await goRuntime()
   if (!module) {
     module = compile()
     module.catch(() => { module = undefined })

@@ -173,8 +173,9 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 			b.writeError(w, http.StatusBadGateway, "upstream_refused", fmt.Sprintf("Rails answered HTTP %d", he.StatusCode))
 		case ctx.Err() != nil && r.Context().Err() == nil:
 			b.writeError(w, http.StatusGatewayTimeout, "upstream_timeout", "no welcome from Rails in time")
-		default:
-			b.writeError(w, http.StatusBadGateway, "upstream_unavailable", err.Error())
+		default: // the error names the upstream's address: logged, not told
+			b.cfg.logger.Warn("bridge: upstream unavailable", "err", err)
+			b.writeError(w, http.StatusBadGateway, "upstream_unavailable", "Rails could not be reached")
 		}
 		return nil, false
 	}

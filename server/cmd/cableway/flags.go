@@ -33,6 +33,7 @@ type command struct {
 	fs    *flag.FlagSet
 	name  string
 	intro string // paragraph shown under the usage line
+	outro string // shown after the flags: exit codes, examples
 	specs []flagSpec
 }
 
@@ -115,6 +116,9 @@ func (c *command) usage(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\n", left, line)
 	}
 	tw.Flush()
+	if c.outro != "" {
+		fmt.Fprintf(w, "\n%s\n", c.outro)
+	}
 }
 
 // Flag value types.

@@ -23,6 +23,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed
 	exitUsage   = 2 // bad flags or arguments
+	// exitInterrupted: Ctrl-C or SIGTERM ended a listen or perform before it
+	// had subscribed (or performed); as a shell reports SIGINT.
+	exitInterrupted = 130
 )
 
 func main() {
@@ -45,7 +48,18 @@ Commands:
   perform   subscribe to a channel, perform one action and exit
   version   print the version
 
-Run "cableway COMMAND --help" for a command's flags.
+Run "cableway COMMAND --help" for a command's flags, exit codes and examples.
+
+Examples:
+  cableway bridge --upstream ws://127.0.0.1:3000/cable --listen 127.0.0.1:8080
+  cableway listen --url 'ws://127.0.0.1:3000/cable?token=secret-alice' --channel ChatChannel --param room=lobby
+  cableway listen --url 'ws://127.0.0.1:3000/cable?token=secret-alice' --channel ChatChannel --param room=lobby \
+      --bridge http://127.0.0.1:8080 --transport sse
+  cableway perform --url 'ws://127.0.0.1:3000/cable?token=secret-bob' --channel ChatChannel --param room=lobby \
+      --action speak --data '{"text":"hi"}'
+
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted before
+subscribing (listen and perform).
 `
 
 // run is the whole program: it returns the exit code. ctx ending is the
