@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,15 +152,35 @@ func TestRefusedWebSocketFallsBackToSSE(t *testing.T) {
 	roundTrip(t, ctx, c, "refused")
 }
 
+// TestBlackHoledWebSocketFallsBackToSSE: a WebSocket that hangs gives way
+// to the bridge within the deadline; which bridge transport wins the race
+// depends on the machine's load, but the change says the WebSocket hung,
+// and the probe then climbs to the best that works here: a WebSocket to
+// the bridge (only the one to Rails is black-holed).
 func TestBlackHoledWebSocketFallsBackToSSE(t *testing.T) {
 	s := newStack(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, events := dial(t, ctx, blackHoleURL(t), fallback.Bridged(s.bridge))
+	changes := make(chan fallback.Change, 16)
+	c, events := dial(t, ctx, blackHoleURL(t), fallback.Bridged(s.bridge,
+		fallback.WithProbeInterval(200*time.Millisecond),
+		fallback.WithOnChange(func(ch fallback.Change) { changes <- ch })))
 	t.Logf("black hole → open in %v", time.Since(start))
-	if via := connectedVia(t, events); via != "sse" {
-		t.Fatalf("connected via %q, want sse", via)
+	if via := connectedVia(t, events); via != "sse" && via != "longpoll" {
+		t.Fatalf("connected via %q, want the bridge", via)
+	}
+	ch := <-changes
+	if ch.From != "websocket" || ch.Reason == nil || !strings.Contains(ch.Reason.Error(), "websocket: no welcome within") {
+		t.Fatalf("change %+v, want from websocket, saying that it hung", ch)
+	}
+	for c.Transport() != "websocket" {
+		select {
+		case ch := <-changes:
+			t.Logf("then %s → %s", ch.From, ch.To)
+		case <-ctx.Done():
+			t.Fatalf("still on %s, want the probe to reach a WebSocket", c.Transport())
+		}
 	}
 	roundTrip(t, ctx, c, "blackhole")
 }
@@ -202,6 +223,9 @@ func TestWithBridgeReportsTransportChange(t *testing.T) {
 		if e.Kind == cable.EventTransportChanged {
 			if e.From != "websocket" || e.Transport != "sse" || e.Err == nil {
 				t.Fatalf("change event %v, want websocket → sse with the refusal as reason", e)
+			}
+			if msg := e.Err.Error(); strings.Contains(msg, "websocket: websocket:") || !strings.HasPrefix(msg, "websocket: ") {
+				t.Fatalf("reason %q, want it named once", msg)
 			}
 			break
 		}
