@@ -22,9 +22,10 @@ import (
 	"github.com/coder/websocket"
 )
 
-// testCtx bounds every wait of a test.
+// testCtx bounds every wait of a test: a bound for hangs, generous enough
+// for Rails to start on a loaded machine.
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -353,9 +354,8 @@ func TestEcho(t *testing.T) {
 
 func TestOrigins(t *testing.T) {
 	t.Parallel()
-	ctx := testCtx(t)
-
 	expect404 := func(t *testing.T, s *Server, origin string) {
+		ctx := testCtx(t)
 		t.Helper()
 		h := http.Header{"Cookie": {"user=alice"}}
 		if origin != "" {
@@ -377,6 +377,7 @@ func TestOrigins(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		t.Parallel()
 		s := Start(t)
+		ctx := testCtx(t)
 		expect404(t, s, "http://evil.example")
 		expect404(t, s, "") // no Origin header at all
 		expect404(t, s, "https://127.0.0.1:"+strconv.Itoa(s.Port()))
@@ -389,6 +390,7 @@ func TestOrigins(t *testing.T) {
 	t.Run("explicit", func(t *testing.T) {
 		t.Parallel()
 		s := Start(t, WithAllowedOrigins("http://app.example", "http://other.example"))
+		ctx := testCtx(t)
 		expect404(t, s, "http://localhost:"+strconv.Itoa(s.Port()))
 		dial(t, ctx, s, http.Header{"Origin": {"http://other.example"}, "Cookie": {"user=a"}})
 		dial(t, ctx, s, http.Header{"Origin": {s.Origin()}, "Cookie": {"user=a"}}) // same as Host
@@ -396,6 +398,7 @@ func TestOrigins(t *testing.T) {
 	t.Run("any", func(t *testing.T) {
 		t.Parallel()
 		s := Start(t, WithAllowedOrigins("*"))
+		ctx := testCtx(t)
 		dial(t, ctx, s, http.Header{"Cookie": {"user=a"}})
 	})
 }
