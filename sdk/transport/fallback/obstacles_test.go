@@ -349,21 +349,7 @@ func newByteCutter(t testing.TB, target string, limit int64) *byteCutter {
 			mu.Lock()
 			open = append(open, in, out)
 			mu.Unlock()
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := in.Read(buf)
-					if n > 0 {
-						if _, werr := out.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				out.Close()
-			}()
+			go copyConn(out, in)
 			go func() {
 				var passed int64
 				buf := make([]byte, 4096)
