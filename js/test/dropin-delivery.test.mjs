@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test'
 import { WebSocketServer } from 'ws'
 import { serve } from '../../examples/browser/serve.mjs'
 import { launch } from './chromium.mjs'
-import { Events, root } from './helpers.mjs'
+import { Events, freePort, root } from './helpers.mjs'
 
 let site, browser, server, wsURL
 const conns = new Events() // {ws, path} per accepted socket
@@ -140,3 +140,56 @@ for (const rate of throttles) {
     })
   })
 }
+
+// doubled finds a prefix said twice in a row ("websocket: websocket: dial").
+const doubled = /(?:^|: )([\w-]+): \1: /
+
+describe('Chromium, CableSocket: error and close events say what happened', () => {
+  let page
+  before(async () => {
+    page = await browser.page(`${site.url}/js/test/harness.html?lib=8&mode=plain`)
+    await page.evaluate(`(${pageHelpers})()`)
+  })
+  after(async () => {
+    assert.deepEqual(page.errors.map(String), [])
+    await page.close()
+  })
+  const closed = (n) => waitPage(page, (n) => S[n].events.some((e) => e.startsWith('close:')), n, `the close of ${n}`)
+  const events = (n) => page.evaluate((n) => S[n].events, n)
+
+  test('nothing listening: error, then close 1006 with the same reason', async () => {
+    const url = `ws://127.0.0.1:${await freePort()}/cable`
+    await page.evaluate(([u, n]) => open_(`${u}?token=secret`, n), [url, 'refused'])
+    await closed('refused')
+    const [error, close, ...rest] = await events('refused')
+    assert.deepEqual(rest, [])
+    const message = error.slice('error:'.length)
+    assert.match(message, new RegExp(`^websocket: dial ${url.replace(/[.?/]/g, '\\$&')}: no connection \\(status 1006: refused, unreachable or a failed handshake`))
+    assert.doesNotMatch(message, doubled)
+    assert.doesNotMatch(message, /secret/) // the query (tokens) is not shown
+    assert.equal(close, `close:1006:${message}`)
+  })
+
+  test('the connection drops: error, then close 1006 saying it was lost', async () => {
+    const ws = await (async () => {
+      await page.evaluate(([u, n]) => open_(u, n), [`${wsURL}/lost`, 'lost'])
+      return (await conns.next((c) => c.path === '/lost', 15000, 'socket /lost')).ws
+    })()
+    await waitPage(page, () => S.lost.events.includes('open'), null, 'open')
+    ws.terminate()
+    await closed('lost')
+    const [, error, close] = await events('lost')
+    assert.equal(error, 'error:websocket: connection lost without a close frame (status 1006)')
+    assert.equal(close, 'close:1006:websocket: connection lost without a close frame (status 1006)')
+  })
+
+  test("the server's close frame: its code and reason, clean, no error", async () => {
+    await page.evaluate(([u, n]) => open_(u, n), [`${wsURL}/bye`, 'bye'])
+    const { ws } = await conns.next((c) => c.path === '/bye', 15000, 'socket /bye')
+    await waitPage(page, () => S.bye.events.includes('open'), null, 'open')
+    ws.close(4001, 'bye now')
+    await closed('bye')
+    assert.deepEqual(await events('bye'), ['open', 'close:4001:bye now'])
+    assert.equal(await page.evaluate(() => S.bye.socket.readyState), 3)
+  })
+})
