@@ -1,12 +1,16 @@
 // The drop-in under a steady stream in headless Chromium: the official
-// @rails/actioncable 6.1 and 8.x with CableSocket, a numbered broadcast
-// stream and Rails' pings for 20 s. Every message must arrive once, in
-// and the client must never see the connection go stale (no
-// `disconnected` callback, no second `connected`, no reopen by ActionCable's
-// connection monitor). Run it on a loaded machine to mean anything: the
-// stall it guards against (frames held in Go until an unrelated event)
-// showed up only with both cores busy; see also the deterministic checks
-// in dropin-delivery.test.mjs.
+// @rails/actioncable 6.1 and 8.x with CableSocket against the example Rails
+// app, a numbered broadcast stream (20 msg/s) and Rails' pings for 20 s,
+// with the page's CPU throttled (Chromium's own emulation: a renderer on a
+// loaded machine, without loading the machine). Every number must arrive
+// exactly once, and ActionCable must never see the connection go stale:
+// one socket, one `connected`, no `disconnected`, no reopen by its
+// connection monitor, and no silence at ActionCable as long as its stale
+// threshold. Run it with `stress-ng --cpu 2` too: the stall it guards
+// against (issue 8, item 8) was seen only on a loaded machine.
+//
+// Env: CABLEWAY_STREAM_SECONDS (default 20), CABLEWAY_CPU_THROTTLE (default
+// 4; 1 for none).
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { serve } from '../../examples/browser/serve.mjs'
@@ -14,7 +18,9 @@ import { launch } from './chromium.mjs'
 import { root, startBridge, startRails, until } from './helpers.mjs'
 
 const seconds = Number(process.env.CABLEWAY_STREAM_SECONDS ?? 20)
-const rate = Number(process.env.CABLEWAY_STREAM_RATE ?? 20) // messages per second
+const throttle = Number(process.env.CABLEWAY_CPU_THROTTLE ?? 4)
+const rate = 20 // messages per second, sent 2 per 100 ms
+const staleMs = 6000 // ActionCable's ConnectionMonitor.staleThreshold
 
 let rails, site, browser, bridge
 before(async () => {
@@ -29,43 +35,42 @@ after(async () => {
 })
 
 // instrument records, in the page, what ActionCable sees: every message
-// (time, type, number), its connection's opens and reopens, and the
-// subscription's callbacks.
+// (time, type), the sockets it opens, its reopens and stale verdicts, the
+// subscription's callbacks and numbers, and (for the diagnosis) each
+// message's arrival at the browser's own WebSocket under the drop-in.
 function instrument() {
   const AC = H.ActionCable
-  const rec = (window.REC = { frames: [], opens: 0, reopens: 0, stale: 0, connected: 0, disconnected: 0, numbers: [], raw: [] })
-  const msg = AC.Connection.prototype.events.message
-  AC.Connection.prototype.events.message = function (event) {
+  const rec = (window.REC = { frames: [], raw: [], opens: 0, reopens: 0, stale: 0, connected: 0, disconnected: 0, numbers: [] })
+  const wrap = (obj, name, fn) => {
+    const orig = obj[name]
+    obj[name] = function (...args) { return fn.call(this, orig, args) }
+  }
+  wrap(AC.Connection.prototype.events, 'message', function (orig, [event]) {
     let type = 'message'
     try { type = JSON.parse(event.data).type ?? 'message' } catch {}
     rec.frames.push([Math.round(performance.now()), type])
-    return msg.call(this, event)
-  }
-  const open = AC.Connection.prototype.open
-  AC.Connection.prototype.open = function () { rec.opens++; return open.apply(this, arguments) }
-  const reopen = AC.Connection.prototype.reopen
-  AC.Connection.prototype.reopen = function () { rec.reopens++; return reopen.apply(this, arguments) }
-  const stale = AC.ConnectionMonitor.prototype.connectionIsStale
-  AC.ConnectionMonitor.prototype.connectionIsStale = function () {
-    const s = stale.apply(this, arguments)
-    if (s) rec.stale++
-    return s
-  }
-  // Raw arrivals at the browser's WebSocket, under the drop-in.
+    return orig.call(this, event)
+  })
+  wrap(AC.Connection.prototype, 'open', function (orig, args) { rec.opens++; return orig.apply(this, args) })
+  wrap(AC.Connection.prototype, 'reopen', function (orig, args) { rec.reopens++; return orig.apply(this, args) })
+  wrap(AC.ConnectionMonitor.prototype, 'connectionIsStale', function (orig, args) {
+    const stale = orig.apply(this, args)
+    if (stale) rec.stale++
+    return stale
+  })
   const d = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage')
   Object.defineProperty(WebSocket.prototype, 'onmessage', {
     configurable: true,
     get: d.get,
-    set(fn) {
-      d.set.call(this, fn && ((e) => { rec.raw.push(Math.round(performance.now())); return fn(e) }))
-    },
+    set(fn) { d.set.call(this, fn && ((e) => { rec.raw.push(Math.round(performance.now())); return fn(e) })) },
   })
   return true
 }
 
-function subscribeNumbers(stream) {
+function connect(url, stream) {
   const rec = window.REC
-  window.SUB = H.consumer().subscriptions.create({ channel: 'NumbersChannel', stream }, {
+  const consumer = (window.CONSUMER = H.ActionCable.createConsumer(url))
+  consumer.subscriptions.create({ channel: 'NumbersChannel', stream }, {
     connected() { rec.connected++ },
     disconnected() { rec.disconnected++ },
     received(d) { rec.numbers.push(d.n) },
@@ -73,26 +78,43 @@ function subscribeNumbers(stream) {
   return true
 }
 
-// gaps returns the longest silence between messages ActionCable saw.
-function longestGap(frames) {
-  let max = 0, at = 0
-  for (let i = 1; i < frames.length; i++) {
-    const g = frames[i][0] - frames[i - 1][0]
-    if (g > max) [max, at] = [g, frames[i - 1][0]]
+// summary reduces the page's record to what the assertions and a failure
+// message need.
+function summary(rec) {
+  let gap = 0, gapAt = 0, lag = 0, lagAt = 0
+  for (let i = 1; i < rec.frames.length; i++) {
+    const g = rec.frames[i][0] - rec.frames[i - 1][0]
+    if (g > gap) [gap, gapAt] = [g, rec.frames[i - 1][0]]
   }
-  return { max, at }
+  // One socket: the i-th message at the browser's WebSocket is the i-th at ActionCable.
+  for (let i = 0; i < Math.min(rec.raw.length, rec.frames.length); i++) {
+    if (rec.frames[i][0] - rec.raw[i] > lag) [lag, lagAt] = [rec.frames[i][0] - rec.raw[i], rec.raw[i]]
+  }
+  return {
+    opens: rec.opens, reopens: rec.reopens, staleVerdicts: rec.stale, connected: rec.connected, disconnected: rec.disconnected,
+    received: rec.numbers.length, pings: rec.frames.filter((f) => f[1] === 'ping').length,
+    longestSilenceMs: gap, silenceAtMs: gapAt, longestDropInDelayMs: lag, delayAtMs: lagAt,
+  }
 }
 
-for (const [lib, mode, bridged] of [['61', 'cable', true], ['61', 'cable', false], ['8', 'cable', true]]) {
-  describe(`Chromium, @rails/actioncable ${lib === '61' ? '6.1' : '8.x'} (${mode}${bridged ? ', bridge option' : ''}): a numbered stream for ${seconds} s`, () => {
+const cases = [
+  { lib: '61', options: {} },
+  { lib: '61', options: () => ({ bridge: bridge.url }), label: 'bridge option (fallback ready)' },
+  { lib: '8', options: {} },
+]
+
+for (const c of cases) {
+  const name = `@rails/actioncable ${c.lib === '61' ? '6.1' : '8.x'} with CableSocket${c.label ? `, ${c.label}` : ''}`
+  describe(`Chromium, ${name}, CPU throttled ×${throttle}: a numbered stream for ${seconds} s`, () => {
     let page
     before(async () => {
-      page = await browser.page(`${site.url}/js/test/harness.html?lib=${lib}&mode=${mode}`)
-      await page.evaluate(`H.consumer = () => H.ActionCable.__consumer; (${instrument})()`)
-      if (bridged) await page.evaluate((o) => H.install(o), { bridge: bridge.url, ...JSON.parse(process.env.CABLEWAY_STREAM_OPTIONS ?? '{}') })
-      if (process.env.CABLEWAY_CPU_THROTTLE) {
+      page = await browser.page(`${site.url}/js/test/harness.html?lib=${c.lib}&mode=cable`)
+      await page.evaluate(`(${instrument})()`)
+      const options = typeof c.options === 'function' ? c.options() : c.options
+      await page.evaluate((o) => H.install(o), options)
+      if (throttle > 1) {
         const cdp = await browser.context.newCDPSession(page)
-        await cdp.send('Emulation.setCPUThrottlingRate', { rate: Number(process.env.CABLEWAY_CPU_THROTTLE) })
+        await cdp.send('Emulation.setCPUThrottlingRate', { rate: throttle })
       }
     })
     after(async () => {
@@ -100,42 +122,40 @@ for (const [lib, mode, bridged] of [['61', 'cable', true], ['61', 'cable', false
       await page.close()
     })
 
-    test('0 lost, 0 duplicated, no stale reconnect', async () => {
-      const stream = `load-${lib}-${mode}-${bridged}-${process.pid}`
-      await page.evaluate((u) => { H.ActionCable.__consumer = H.ActionCable.createConsumer(u); return true }, `${rails.ws}?token=secret-load${lib}`)
-      await page.evaluate(`(${subscribeNumbers})(${JSON.stringify(stream)})`)
-      await page.waitForFunction(() => window.REC.connected === 1, null, { timeout: 15000, polling: 20 })
+    test('every number once; pings throughout; no stale reconnect', async () => {
+      const stream = `dropin-${c.lib}-${cases.indexOf(c)}-${process.pid}`
+      await page.evaluate(`(${connect})(${JSON.stringify(`${rails.ws}?token=secret-stream${c.lib}`)}, ${JSON.stringify(stream)})`)
+      await page.waitForFunction(() => window.REC.connected === 1, null, { timeout: 20000, polling: 50 })
 
       const total = seconds * rate
       const t0 = Date.now()
-      const step = Math.max(1, rate / 10)
-      for (let n = 0; n < total; n += step) {
+      for (let n = 0; n < total; n += 2) {
         const due = t0 + (n / rate) * 1000
         if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()))
-        await rails.post('/broadcast', { stream: `numbers:${stream}`, messages: Array.from({ length: step }, (_, i) => ({ n: n + i })) })
+        await rails.post('/broadcast', { stream: `numbers:${stream}`, messages: [{ n }, { n: n + 1 }] })
       }
       await until(() => page.evaluate((t) => window.REC.numbers.length >= t || window.REC.reopens > 0, total), 30000, `${total} messages`)
-      // Let one more ping period pass, so that a stall after the last broadcast shows too.
-      await new Promise((r) => setTimeout(r, 1000))
+      // One more ping period, so that a stall after the last broadcast shows too.
+      const pings = await page.evaluate(() => window.REC.frames.filter((f) => f[1] === 'ping').length)
+      await until(() => page.evaluate((p) => window.REC.frames.filter((f) => f[1] === 'ping').length > p, pings), 15000, 'one more ping')
       const rec = await page.evaluate(() => window.REC)
-      const gap = longestGap(rec.frames)
-      // The drop-in's own delay: from the browser socket's message event to ActionCable's handler.
-      let lag = 0, lagAt = 0
-      for (let i = 0; i < Math.min(rec.raw.length, rec.frames.length); i++) {
-        if (rec.frames[i][0] - rec.raw[i] > lag) [lag, lagAt] = [rec.frames[i][0] - rec.raw[i], rec.raw[i]]
-      }
-      const transport = await page.evaluate(() => [H.ActionCable.__consumer.connection.webSocket.transport, H.events.filter((e) => e.kind === 'transportchange')])
-      const summary = { transport, lagMs: lag, lagAt, rawCount: rec.raw.length, frameCount: rec.frames.length, opens: rec.opens, reopens: rec.reopens, stale: rec.stale, connected: rec.connected, disconnected: rec.disconnected, received: rec.numbers.length, longestGapMs: gap.max, pings: rec.frames.filter((f) => f[1] === 'ping').length }
-      if (process.env.CABLEWAY_DEBUG || gap.max > 4000 || lag > 1000) console.log(`# ${lib}/${mode}`, JSON.stringify(summary), 'gap at', gap.at, 'raw around:', JSON.stringify(rec.raw.filter((t) => t > gap.at - 500 && t < gap.at + gap.max + 500)))
-      assert.equal(rec.reopens, 0, `ActionCable reopened the connection: ${JSON.stringify(summary)}`)
-      assert.equal(rec.opens, 1, `sockets opened: ${JSON.stringify(summary)}`)
-      assert.equal(rec.disconnected, 0, 'disconnected callbacks')
-      assert.equal(rec.connected, 1, 'connected callbacks')
-      const seen = new Set(rec.numbers)
-      assert.equal(seen.size, rec.numbers.length, 'duplicates')
-      // Rails' worker pool may reorder broadcasts: every number once, in any order.
-      assert.deepEqual([...rec.numbers].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i), 'every number once')
-      await page.evaluate(() => H.ActionCable.__consumer.disconnect())
+      await page.evaluate(() => { window.CONSUMER.disconnect(); return true })
+      const s = summary(rec)
+      const why = JSON.stringify(s)
+      if (process.env.CABLEWAY_DEBUG) console.log(`# ${name}: ${why}`)
+      assert.equal(s.reopens, 0, `ActionCable reopened the connection: ${why}`)
+      assert.equal(s.staleVerdicts, 0, `ActionCable found the connection stale: ${why}`)
+      assert.equal(s.opens, 1, `sockets opened: ${why}`)
+      assert.equal(s.connected, 1, `connected callbacks: ${why}`)
+      assert.equal(s.disconnected, 0, `disconnected callbacks: ${why}`)
+      assert.ok(s.longestSilenceMs < staleMs, `ActionCable heard nothing for ${s.longestSilenceMs} ms: ${why}`)
+      // Rails pings every 3 s: all of them reach ActionCable (6.1 counts only pings as signs of life).
+      assert.ok(s.pings >= Math.floor(seconds / 3), `only ${s.pings} pings reached ActionCable: ${why}`)
+      const counts = new Map()
+      for (const n of rec.numbers) counts.set(n, (counts.get(n) ?? 0) + 1)
+      const duplicated = [...counts].filter(([, k]) => k > 1).map(([n]) => n)
+      const lost = Array.from({ length: total }, (_, i) => i).filter((n) => !counts.has(n))
+      assert.deepEqual({ lost, duplicated }, { lost: [], duplicated: [] }, why) // Rails' worker pool may reorder: order is not asserted
     })
   })
 }
