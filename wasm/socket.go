@@ -218,18 +218,27 @@ func (s *socket) write(conn transport.Conn) {
 }
 
 // socketSend(id, text) decodes text as a JSON command and queues it,
-// encoded with the wire codec. It returns "" or why the text was refused.
+// encoded with the wire codec. It returns "" or why the text was refused
+// (not JSON, or not a command the wire codec can carry).
+//
+// A socket whose connection has ended, or that is closing, drops the text
+// and returns "": JS may still see it OPEN until the close record arrives,
+// and a browser's WebSocket does not throw from send() then either (the
+// close event that follows says what happened).
 func socketSend(args []js.Value) any {
 	v, ok := sockets.Load(args[0].Int())
 	if !ok {
-		return "cableway: socket is closed"
+		return ""
 	}
 	s := v.(*socket)
 	text := args[1].String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil || s.closing {
-		return "cableway: socket is not open"
+	if s.closing {
+		return ""
+	}
+	if s.conn == nil { // JS sends only once the open record came
+		return "cableway: socket is not open yet"
 	}
 	frame := []byte(text)
 	if s.codec != nil {

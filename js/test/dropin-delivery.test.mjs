@@ -183,6 +183,31 @@ describe('Chromium, CableSocket: error and close events say what happened', () =
     assert.equal(close, 'close:1006:websocket: connection lost without a close frame (status 1006)')
   })
 
+  test('send() between a lost connection and its close event does not throw (as a browser WebSocket)', async () => {
+    await page.evaluate(([u, n]) => {
+      open_(u, n)
+      const s = S[n].socket
+      // The error event comes just before the close event: the socket is
+      // still OPEN to JavaScript, while Go has already let it go.
+      s.addEventListener('error', () => {
+        try {
+          s.send(JSON.stringify({ command: 'message', identifier: '{}', data: '{}' }))
+          S[n].events.push(`send in state ${s.readyState}: ok`)
+        } catch (err) {
+          S[n].events.push(`send in state ${s.readyState}: threw ${err}`)
+        }
+      })
+      return true
+    }, [`${wsURL}/late`, 'late'])
+    const { ws } = await conns.next((c) => c.path === '/late', 15000, 'socket /late')
+    await waitPage(page, () => S.late.events.includes('open'), null, 'open')
+    ws.terminate()
+    await closed('late')
+    const ev = await events('late')
+    assert.deepEqual(ev.filter((e) => e.startsWith('send')), ['send in state 1: ok'])
+    assert.match(ev.at(-1), /^close:1006:/)
+  })
+
   test("the server's close frame: its code and reason, clean, no error", async () => {
     await page.evaluate(([u, n]) => open_(u, n), [`${wsURL}/bye`, 'bye'])
     const { ws } = await conns.next((c) => c.path === '/bye', 15000, 'socket /bye')
