@@ -123,24 +123,28 @@ func (s *socket) run(tr transport.Transport, req *transport.Request) {
 	out.addText(recTransport, s.id, transportName(tr, conn))
 	out.addText(recOpen, s.id, shown)
 	go s.write(conn)
+	if _, isJSON := codec.(protocol.JSONCodec); isJSON {
+		// JSON frames are what JS reads: passed on byte for byte, as a
+		// plain WebSocket would (re-encoding them would drop what this sdk
+		// does not model, such as a newer server's welcome "sid").
+		codec = nil
+	}
 	s.read(conn, codec)
 }
 
-// convert shows one wire frame to JS as JSON.
+// convert shows one wire frame to JS as JSON: decoded with codec (the
+// wire's, when it is not JSON) and encoded as JSON; with no codec, as it
+// came.
 func (s *socket) convert(codec protocol.Codec, frame []byte, m *protocol.Message) {
 	if codec == nil {
-		out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
+		if err := out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil }); err != nil {
+			out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
+		}
 		return
 	}
 	if derr := codec.DecodeMessage(frame, m); derr != nil {
-		// A JSON frame of a type this sdk does not know yet is intact:
-		// pass it on, as a plain WebSocket would. Anything else cannot be
-		// shown as JSON: it is skipped, and said so with an error event
-		// (the socket stays open).
-		if _, isJSON := codec.(protocol.JSONCodec); isJSON && errors.Is(derr, protocol.ErrUnknownType) {
-			out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
-			return
-		}
+		// A frame that cannot be shown as JSON is skipped, and said so
+		// with an error event (the socket stays open).
 		out.addText(recError, s.id, "cableway: skipped a frame that cannot be shown as JSON: "+derr.Error())
 		return
 	}

@@ -99,6 +99,19 @@ for (const rate of throttles) {
       assert.deepEqual(await page.evaluate((n) => S[n].messages, n), [frame(1), frame(2)])
     })
 
+    test('JSON frames pass byte for byte, fields the sdk does not model included', async () => {
+      const n = name()
+      const ws = await openSocket(n)
+      const frames = [
+        '{"type":"welcome","sid":"s-1","extra":[1,{"é":"\\u001e"}]}',
+        '{ "message" : {"n": 1.50}, "identifier":"{\\"channel\\":\\"T\\"}" }',
+        '{"type":"something_new","x":true}',
+      ]
+      for (const f of frames) ws.send(f)
+      await waitPage(page, (n) => S[n].messages.length === 3, n, 'the frames')
+      assert.deepEqual(await page.evaluate((n) => S[n].messages, n), frames)
+    })
+
     test('a burst, then nothing', async () => {
       const n = name()
       const ws = await openSocket(n)
