@@ -221,6 +221,26 @@ describe('Chromium, CableSocket: error and close events say what happened', () =
     assert.match(ev.at(-1), /^close:1006:/)
   })
 
+  test('the WebAssembly cannot be loaded: error, then close 1006 saying why', async () => {
+    const p = await browser.context.newPage() // a page without the harness: nothing loaded yet
+    try {
+      await p.goto(`${site.url}/package.json`)
+      const ev = await p.evaluate(async (u) => {
+        const m = await import('/js/index.js')
+        m.load({ wasmURL: '/js/dist/missing.wasm' }).catch(() => {})
+        const s = new m.CableSocket(u, ['actioncable-v1-json'])
+        const events = []
+        s.onerror = (e) => events.push(`error:${e.message}`)
+        return new Promise((resolve) => { s.onclose = (e) => resolve([...events, `close:${e.code}:${e.reason}`]) })
+      }, wsURL)
+      assert.equal(ev.length, 2)
+      assert.match(ev[0], /^error:cableway: fetching .*missing\.wasm failed with HTTP 404$/)
+      assert.equal(ev[1], `close:1006:${ev[0].slice('error:'.length)}`)
+    } finally {
+      await p.close()
+    }
+  })
+
   test("the server's close frame: its code and reason, clean, no error", async () => {
     await page.evaluate(([u, n]) => open_(u, n), [`${wsURL}/bye`, 'bye'])
     const { ws } = await conns.next((c) => c.path === '/bye', 15000, 'socket /bye')
