@@ -111,7 +111,7 @@ export class CableSocket extends Emitter {
   }
 
   _start(rt) {
-    if (this._close) return this._closed(1006, '', false) // closed while loading
+    if (this._close) return this._closed(1006, 'cableway: closed before the connection opened', false) // closed while loading
     this._rt = rt
     rt.targets.set(this._id, this)
     try {
@@ -121,10 +121,14 @@ export class CableSocket extends Emitter {
     }
   }
 
+  // _fail: the Go instance could not be loaded. The close reason says why
+  // (a browser's 1006 has none, which leaves the page guessing).
   _fail(err) {
     if (this.readyState === CLOSED) return
-    if (!this._close) this._emit('error', { type: 'error', error: err, message: err?.message })
-    this._closed(1006, '', false)
+    if (this._close) return this._closed(1006, 'cableway: closed before the connection opened', false)
+    const message = String(err?.message ?? err)
+    this._emit('error', { type: 'error', error: err, message })
+    this._closed(1006, message, false)
   }
 
   // _record handles a record from Go (see wasm/outbox.go).

@@ -5,6 +5,7 @@ package wasm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"syscall/js"
@@ -34,6 +35,7 @@ type socket struct {
 	closing     bool
 	closeCode   int
 	closeReason string
+	writeErr    error         // why the writer stopped, if it failed
 	wake        chan struct{} // the writer's signal
 }
 
@@ -72,15 +74,18 @@ func socketOpen(args []js.Value) any {
 }
 
 // fail reports a socket that never opened: error, then close 1006, as a
-// browser does.
+// browser does, with the error as the close reason (a browser gives none,
+// which leaves the page guessing).
 func (s *socket) fail(err error) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
-	if !closing {
-		out.addText(recError, s.id, err.Error())
+	if closing {
+		s.finish(1006, "cableway: closed before the connection opened", false)
+		return
 	}
-	s.finish(1006, "", false)
+	out.addText(recError, s.id, err.Error())
+	s.finish(1006, err.Error(), false)
 }
 
 func (s *socket) finish(code int, reason string, clean bool) {
@@ -118,25 +123,34 @@ func (s *socket) run(tr transport.Transport, req *transport.Request) {
 	out.addText(recTransport, s.id, transportName(tr, conn))
 	out.addText(recOpen, s.id, shown)
 	go s.write(conn)
+	if _, isJSON := codec.(protocol.JSONCodec); isJSON {
+		// JSON frames are what JS reads: passed on byte for byte, as a
+		// plain WebSocket would (re-encoding them would drop what this sdk
+		// does not model, such as a newer server's welcome "sid").
+		codec = nil
+	}
 	s.read(conn, codec)
 }
 
-// convert shows one wire frame to JS as JSON.
+// convert shows one wire frame to JS as JSON: decoded with codec (the
+// wire's, when it is not JSON) and encoded as JSON; with no codec, as it
+// came.
 func (s *socket) convert(codec protocol.Codec, frame []byte, m *protocol.Message) {
 	if codec == nil {
-		out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
-		return
-	}
-	if derr := codec.DecodeMessage(frame, m); derr != nil {
-		// A JSON frame of a type this sdk does not know yet is intact:
-		// pass it on, as a plain WebSocket would. Anything else cannot be
-		// shown as JSON and is skipped.
-		if _, isJSON := codec.(protocol.JSONCodec); isJSON && errors.Is(derr, protocol.ErrUnknownType) {
-			out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil })
+		if err := out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil }); err != nil {
+			out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
 		}
 		return
 	}
-	out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return protocol.JSONCodec{}.AppendMessage(dst, m) })
+	if derr := codec.DecodeMessage(frame, m); derr != nil {
+		// A frame that cannot be shown as JSON is skipped, and said so
+		// with an error event (the socket stays open).
+		out.addText(recError, s.id, "cableway: skipped a frame that cannot be shown as JSON: "+derr.Error())
+		return
+	}
+	if err := out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return protocol.JSONCodec{}.AppendMessage(dst, m) }); err != nil {
+		out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
+	}
 }
 
 // read moves frames from the wire to the outbox until the connection ends.
@@ -153,22 +167,25 @@ func (s *socket) read(conn transport.Conn, codec protocol.Codec) {
 		s.convert(codec, buf, &m)
 	}
 	s.mu.Lock()
-	closing, code, reason := s.closing, s.closeCode, s.closeReason
+	closing, code, reason, werr := s.closing, s.closeCode, s.closeReason, s.writeErr
 	s.mu.Unlock()
 	var ce *transport.CloseError
 	switch {
 	case closing:
 		conn.Close()
 		s.finish(code, reason, true)
-	case errors.As(err, &ce):
-		s.finish(ce.Code, ce.Reason, ce.Code != 1006)
+	case werr != nil: // the writer failed and closed the connection
+		out.addText(recError, s.id, werr.Error())
+		s.finish(1006, werr.Error(), false)
+	case errors.As(err, &ce) && ce.Code != 1006:
+		s.finish(ce.Code, ce.Reason, true) // the server's close frame
 	case errors.Is(err, transport.ErrFrameTooLarge):
 		out.addText(recError, s.id, err.Error())
 		s.finish(1009, "frame exceeds the read limit", false)
-	default:
+	default: // lost (1006) or failed: error, then close 1006 saying why
 		out.addText(recError, s.id, err.Error())
 		conn.Close()
-		s.finish(1006, "", false)
+		s.finish(1006, err.Error(), false)
 	}
 }
 
@@ -186,25 +203,46 @@ func (s *socket) write(conn transport.Conn) {
 		s.mu.Unlock()
 		for _, frame := range q {
 			if err := conn.WriteFrame(s.ctx, frame); err != nil {
-				return // the reader sees the connection end and reports it
+				var ce *transport.CloseError
+				if errors.As(err, &ce) || errors.Is(err, transport.ErrClosed) || s.ctx.Err() != nil {
+					return // the connection ended: the reader reports how
+				}
+				// A command that cannot be sent must not vanish while the
+				// socket looks open: end the connection (the reader then
+				// reports this error and a close), as nothing queued
+				// after it could be sent in order either.
+				s.mu.Lock()
+				s.writeErr = fmt.Errorf("cableway: sending a command failed: %w", err)
+				s.mu.Unlock()
+				conn.Close()
+				return
 			}
 		}
 	}
 }
 
 // socketSend(id, text) decodes text as a JSON command and queues it,
-// encoded with the wire codec. It returns "" or why the text was refused.
+// encoded with the wire codec. It returns "" or why the text was refused
+// (not JSON, or not a command the wire codec can carry).
+//
+// A socket whose connection has ended, or that is closing, drops the text
+// and returns "": JS may still see it OPEN until the close record arrives,
+// and a browser's WebSocket does not throw from send() then either (the
+// close event that follows says what happened).
 func socketSend(args []js.Value) any {
 	v, ok := sockets.Load(args[0].Int())
 	if !ok {
-		return "cableway: socket is closed"
+		return ""
 	}
 	s := v.(*socket)
 	text := args[1].String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil || s.closing {
-		return "cableway: socket is not open"
+	if s.closing {
+		return ""
+	}
+	if s.conn == nil { // JS sends only once the open record came
+		return "cableway: socket is not open yet"
 	}
 	frame := []byte(text)
 	if s.codec != nil {

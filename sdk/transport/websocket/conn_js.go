@@ -175,10 +175,33 @@ func (c *conn) endLocked(cause error) {
 	if c.err != nil {
 		return
 	}
-	c.err, c.cause = fmt.Errorf("websocket: %w", cause), cause
+	c.err, c.cause = fmt.Errorf("websocket: %w", lost(cause)), cause
 	close(c.ended)
 	c.wake()
 }
+
+// lost names an abnormal closure (1006: the connection dropped without a
+// close frame) as what it is rather than a close by the peer; other
+// causes are returned as they are.
+func lost(cause error) error {
+	if ce, ok := cause.(*transport.CloseError); ok && ce.Code == 1006 {
+		return &lostError{ce}
+	}
+	return cause
+}
+
+// lostError is a connection that dropped without a close frame. It
+// unwraps to its *transport.CloseError.
+type lostError struct{ ce *transport.CloseError }
+
+func (e *lostError) Error() string {
+	if e.ce.Reason != "" {
+		return "connection lost (status 1006): " + e.ce.Reason
+	}
+	return "connection lost without a close frame (status 1006)"
+}
+
+func (e *lostError) Unwrap() error { return e.ce }
 
 func (c *conn) wake() {
 	select {

@@ -144,7 +144,7 @@ func (t *Transport) dial(ctx context.Context, req *transport.Request) (transport
 			err := c.cause
 			c.mu.Unlock()
 			c.Close()
-			return nil, fmt.Errorf("closed before it opened (refused, unreachable or a failed handshake: JavaScript does not say which): %w", err)
+			return nil, &notOpenedError{cause: err}
 		}
 	case <-ctx.Done():
 		c.Close()
@@ -156,6 +156,22 @@ func (t *Transport) dial(ctx context.Context, req *transport.Request) (transport
 	}
 	return c, nil
 }
+
+// notOpenedError is a socket that closed before it opened. A JavaScript
+// WebSocket reports every failed dial alike, as status 1006 with no
+// reason; the message says what that can mean instead of calling it a
+// close by the peer. It unwraps to the *transport.CloseError.
+type notOpenedError struct{ cause error }
+
+func (e *notOpenedError) Error() string {
+	var ce *transport.CloseError
+	if errors.As(e.cause, &ce) && ce.Code == 1006 && ce.Reason == "" {
+		return "no connection (status 1006: refused, unreachable or a failed handshake; JavaScript does not say which)"
+	}
+	return "closed before it opened: " + e.cause.Error()
+}
+
+func (e *notOpenedError) Unwrap() error { return e.cause }
 
 // callJS calls fn with args, turning a JavaScript exception into an error.
 func callJS(fn func() js.Value) (v js.Value, err error) {
