@@ -162,12 +162,8 @@ for (const c of cases) {
 
 // The drop-in's transportchange event after a refused WebSocket names the
 // failure once: "websocket: dial ws://…: no connection (status 1006: …)".
-// TODO(lead): sdk/transport/fallback prefixes each transport's error with
-// its name ("%s: %w"), and the websocket transport's errors already start
-// with "websocket: dial", which gives "websocket: websocket: dial …"; this
-// test is marked todo until fallback stops doubling the prefix.
 describe('Chromium, CableSocket with the bridge option, WebSocket refused: the transportchange reason', () => {
-  test('names the failure once, without a doubled prefix', { todo: 'needs sdk/transport/fallback to stop prefixing errors that already name their transport' }, async () => {
+  test('names the failure once, without a doubled prefix', async () => {
     const page = await browser.page(`${site.url}/js/test/harness.html?lib=8&mode=cable`)
     try {
       await page.evaluate((o) => H.install(o), { bridge: bridge.url })
