@@ -27,6 +27,7 @@ func (b *Bridge) routes() {
 	mux.HandleFunc("GET /sessions/{sid}/poll", b.poll)
 	mux.HandleFunc("POST /sessions/{sid}/send", b.send)
 	mux.HandleFunc("GET /sessions/{sid}/ws", b.reattach)
+	mux.HandleFunc("POST /sessions/{sid}/ack", b.ack)
 	mux.HandleFunc("DELETE /sessions/{sid}", b.delete)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if b.draining() {
@@ -495,6 +496,24 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.stats.commands.Add(1)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"acked": s.acked})
+}
+
+// ack frees the frames up to the cursor that a client reading an event
+// stream or a re-attached WebSocket has received: those downstreams keep
+// what they wrote until the client says it got it, since a proxy can hold
+// written frames back and lose them.
+func (b *Bridge) ack(w http.ResponseWriter, r *http.Request) {
+	s := b.lookup(w, r)
+	if s == nil {
+		return
+	}
+	after, ok := cursor(r, s)
+	if !ok {
+		b.writeError(w, http.StatusBadRequest, "bad_cursor", "")
+		return
+	}
+	s.acknowledge(after)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (b *Bridge) delete(w http.ResponseWriter, r *http.Request) {

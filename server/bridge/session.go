@@ -153,7 +153,15 @@ var errReset = errors.New("bridge: frames evicted; start a new session")
 // last frame delivered).
 var errSessionEnded = errors.New("bridge: session ended")
 
-// acknowledge frees frames up to and including after.
+// acknowledge frees frames up to and including after, which a client
+// says it has received (no further than what was handed to a downstream).
+func (s *session) acknowledge(after uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acknowledgeLocked(min(after, s.delivered))
+}
+
+// acknowledgeLocked frees frames up to and including after.
 func (s *session) acknowledgeLocked(after uint64) {
 	for len(s.frames) > 0 && s.frames[0].seq <= after {
 		s.bytes -= len(s.frames[0].data)

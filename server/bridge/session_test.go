@@ -222,3 +222,29 @@ func TestSessionEndsWithItsUpstream(t *testing.T) {
 		t.Fatal("the bridge's own close of the upstream injected a frame")
 	}
 }
+
+// An event stream acknowledges nothing by itself: the client's ack frees
+// what it has received, and never more than was handed to a downstream.
+func TestAckFreesWhatTheClientHas(t *testing.T) {
+	s := testSession(t)
+	for n := range 5 {
+		upstreamFrame(s, number(n))
+	}
+	if bt, err := s.readFrom(0, 0, 0, 3, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3]" {
+		t.Fatalf("readFrom: %v %v", seqs(bt), err)
+	}
+	s.acknowledge(2)
+	if bt, err := s.readFrom(0, 2, 0, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
+		t.Fatalf("after ack 2: %v %v", seqs(bt), err)
+	}
+	if _, err := s.read(1, 0, 100, maxBatchBytes); !errors.Is(err, errReset) {
+		t.Fatalf("frame 2 was acknowledged, yet a cursor of 1 still reads: %v", err)
+	}
+	s.acknowledge(99) // more than was delivered (5): only up to 5
+	s.mu.Lock()
+	first, next := s.first, s.next
+	s.mu.Unlock()
+	if first != 6 || next != 6 {
+		t.Fatalf("first %d next %d after an ack past the end, want both 6", first, next)
+	}
+}

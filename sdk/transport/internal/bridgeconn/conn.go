@@ -34,6 +34,10 @@ func streamRetry(attempt int) time.Duration {
 	return backoff.Policy{Min: 50 * time.Millisecond, Max: 1 * time.Second}.Delay(attempt)
 }
 
+// ackInterval is how often a moving cursor is acknowledged on downstreams
+// that do not acknowledge by themselves.
+const ackInterval = time.Second
+
 // Conn is a transport.Conn over a bridge session.
 //
 // One downstream is live at a time. Switch starts another beside it; the
@@ -199,6 +203,16 @@ func (c *Conn) run() {
 		nextDone  <-chan error
 		nextFirst <-chan struct{}
 	)
+	// Event streams and re-attached WebSockets acknowledge nothing by
+	// themselves: the cursor is sent every ackInterval while it moves, so
+	// the bridge can free what the client has (one request at a time).
+	ackTick := time.NewTicker(ackInterval)
+	defer ackTick.Stop()
+	var (
+		acked   uint64
+		acking  bool
+		ackDone = make(chan uint64, 1)
+	)
 	endNext := func(err error) {
 		next.cancel()
 		stopNext()
@@ -245,6 +259,26 @@ func (c *Conn) run() {
 			down := c.down
 			c.mu.Unlock()
 			live = c.start(&wg, down)
+		case <-ackTick.C:
+			c.mu.Lock()
+			cur, down := c.cursor, c.down
+			c.mu.Unlock()
+			if _, polls := down.(Poll); acking || polls || cur <= acked {
+				continue
+			}
+			acking = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(c.ctx, ackInterval*5)
+				defer cancel()
+				if c.s.ack(ctx, cur) != nil {
+					cur = 0 // again next time
+				}
+				ackDone <- cur
+			}()
+		case n := <-ackDone:
+			acking, acked = false, max(acked, n)
 		case req := <-requests:
 			next, nextReq = c.start(&wg, req.down), req
 			stopNext = context.AfterFunc(req.ctx, next.cancel)

@@ -226,6 +226,15 @@ func (s *Session) Send(ctx context.Context, frame []byte) error {
 	}
 }
 
+// ack tells the bridge that the client has every frame up to after.
+func (s *Session) ack(ctx context.Context, after uint64) error {
+	status, body, err := s.doer.Do(ctx, "POST", s.URL("ack", url.Values{"after": {strconv.FormatUint(after, 10)}}), nil, nil)
+	if err == nil && status != 204 {
+		err = statusError(status, body)
+	}
+	return err
+}
+
 // Delete ends the session on the bridge (best effort).
 func (s *Session) Delete(ctx context.Context) {
 	s.doer.Do(ctx, "DELETE", s.URL("", nil), nil, nil)
