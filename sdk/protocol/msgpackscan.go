@@ -10,7 +10,7 @@ import (
 
 // This file holds a MessagePack scanner for envelopes (find spans, skip
 // values) and the transcoders between MessagePack and JSON values. Values
-// themselves are marshalled by vmihailenco/msgpack (see Payload.Decode).
+// themselves are decoded by mpdecode.go (see Payload.Decode).
 
 var errMsgpackTruncated = errors.New("truncated MessagePack value")
 
