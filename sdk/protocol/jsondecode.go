@@ -2,7 +2,14 @@
 
 package protocol
 
-import gojson "github.com/goccy/go-json"
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"sync"
+
+	gojson "github.com/goccy/go-json"
+)
 
 // unmarshalJSON decodes JSON text into v with encoding/json's semantics.
 //
@@ -11,8 +18,59 @@ import gojson "github.com/goccy/go-json"
 // lower-case keys) it decodes 6–15× faster than encoding/json with one
 // allocation, where segmentio/encoding/json and json-iterator were 2–4×
 // slower than it (json-iterator also disagrees with encoding/json on case
-// folding and on numbers out of float64's range), and it passed our
-// differential fuzzing against encoding/json (FuzzDecodeJSON). It is not
-// linked into GOOS=js builds: it adds ~0.7 MB brotli to the wasm, past the
-// size budget (see jsondecode_js.go).
-func unmarshalJSON(b []byte, v any) error { return gojson.Unmarshal(b, v) }
+// folding and on numbers out of float64's range), and it agrees with
+// encoding/json under differential fuzzing (FuzzDecodeJSON) except on
+// ",string" fields, which it parses more leniently: types that have any go
+// to encoding/json. It is not linked into GOOS=js builds, where it would add
+// ~0.7 MB brotli to the wasm (see jsondecode_js.go).
+func unmarshalJSON(b []byte, v any) error {
+	if fastJSONType(reflect.TypeOf(v)) {
+		return gojson.Unmarshal(b, v)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// fastJSONTypes caches, per type, whether goccy/go-json decodes it as
+// encoding/json does.
+var fastJSONTypes sync.Map
+
+func fastJSONType(t reflect.Type) bool {
+	if t == nil {
+		return true
+	}
+	if ok, found := fastJSONTypes.Load(t); found {
+		return ok.(bool)
+	}
+	ok, _ := fastJSONTypes.LoadOrStore(t, !hasStringOption(t, map[reflect.Type]bool{}))
+	return ok.(bool)
+}
+
+// hasStringOption reports whether a struct reachable from t has a field
+// tagged with the ",string" option.
+func hasStringOption(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return hasStringOption(t.Elem(), seen)
+	case reflect.Map:
+		return hasStringOption(t.Key(), seen) || hasStringOption(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			if _, opts, _ := strings.Cut(sf.Tag.Get("json"), ","); opts != "" {
+				for o := range strings.SplitSeq(opts, ",") {
+					if o == "string" {
+						return true
+					}
+				}
+			}
+			if hasStringOption(sf.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
