@@ -55,3 +55,35 @@ func BenchmarkPayloadDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeFrameAndPayload is the per-message work of a consumer that
+// decodes every message: the envelope, then the payload into a struct.
+func BenchmarkDecodeFrameAndPayload(b *testing.B) {
+	frame := []byte(`{"identifier":"{\"channel\":\"ChatChannel\",\"room\":\"lobby\"}","message":` + string(benchTickJSON) + `}`)
+	var m Message
+	if err := (JSONCodec{}).DecodeMessage(frame, &m); err != nil {
+		b.Fatal(err)
+	}
+	mp, err := (MessagePackCodec{}).AppendMessage(nil, &m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		codec Codec
+		frame []byte
+	}{{JSONCodec{}, frame}, {MessagePackCodec{}, mp}} {
+		b.Run(c.codec.Subprotocol(), func(b *testing.B) {
+			b.ReportAllocs()
+			var m Message
+			for range b.N {
+				var t benchTick
+				if err := c.codec.DecodeMessage(c.frame, &m); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Body.Decode(&t); err != nil || t.Seq != 1234567 {
+					b.Fatal(t, err)
+				}
+			}
+		})
+	}
+}
