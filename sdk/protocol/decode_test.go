@@ -217,6 +217,30 @@ func TestDecodeCodecsAgree(t *testing.T) {
 		decodeAgrees(t, p, nil)
 	}
 
+	// Errors are encoding/json's types.
+	for _, p := range []Payload{RawJSON([]byte(`{"seq":"1"}`)), RawMessagePack(newMP().Map(1).KV("seq", "1").Bytes())} {
+		var tick benchTick
+		var te *json.UnmarshalTypeError
+		if err := p.Decode(&tick); !errors.As(err, &te) || te.Field != "seq" && te.Field != "Seq" {
+			t.Errorf("%v type mismatch: %v (%T), want a *json.UnmarshalTypeError for seq", p.Format(), err, err)
+		}
+	}
+	nested := `{"kind":"k","user":{"id":"x"},"tiny":"y"}`
+	var want *json.UnmarshalTypeError
+	if !errors.As(json.Unmarshal([]byte(nested), new(decRich)), &want) {
+		t.Fatal("encoding/json accepts", nested)
+	}
+	for _, p := range []Payload{RawJSON([]byte(nested)), RawMessagePack(newMP().Map(3).KV("kind", "k").Str("user").Map(1).KV("id", "x").KV("tiny", "y").Bytes())} {
+		var te *json.UnmarshalTypeError
+		if err := p.Decode(new(decRich)); !errors.As(err, &te) || te.Field != want.Field || te.Struct != want.Struct {
+			t.Errorf("%v nested type mismatch: %v, want %v", p.Format(), err, want)
+		}
+	}
+	var se *json.SyntaxError
+	if err := RawJSON([]byte(`{"seq":1`)).Decode(new(benchTick)); !errors.As(err, &se) {
+		t.Errorf("truncated JSON: %v (%T), want a *json.SyntaxError", err, err)
+	}
+
 	// Not a pointer.
 	for _, p := range []Payload{RawJSON([]byte(`{}`)), RawMessagePack([]byte{0x80})} {
 		var tick benchTick
@@ -253,6 +277,7 @@ func decodeSeeds(f *testing.F) {
 		`"bytes":"AAEC","when":"2026-01-02T03:04:05Z","text2":"t","custom":[1],"intkeys":{"1":"a"},"textkeys":{"k":1},` +
 		`"e1":1,"q":"12","R":"true","\u212a":1,"ſ":2,"A":3,"c":4,"num":1e3,"raw":[1 , 2],"users":{"u":{"id":2}}}`))
 	f.Add([]byte(`[1,-0,1e400,18446744073709551616,"\ud800",null,true]`))
+	f.Add([]byte(`[48,4697307462783467568,0.1]`)) // rounds differently into float32 through float64
 	f.Add([]byte("{\"kind\":\"\xff\",\"seq\":\"1\",\"ts\":1.5,\"tiny\":300}"))
 }
 

@@ -20,13 +20,16 @@ import (
 // slower than it (json-iterator also disagrees with encoding/json on case
 // folding and on numbers out of float64's range), and it agrees with
 // encoding/json under differential fuzzing (FuzzDecodeJSON) except on
-// ",string" fields, which it parses more leniently: types that have any go
-// to encoding/json. It is not linked into GOOS=js builds, where it would add
+// ",string" fields, which it parses more leniently, and float32s, which it
+// rounds twice (through float64): types holding either go to encoding/json. It is not linked into GOOS=js builds, where it would add
 // ~0.7 MB brotli to the wasm (see jsondecode_js.go).
 func unmarshalJSON(b []byte, v any) error {
-	if fastJSONType(reflect.TypeOf(v)) {
-		return gojson.Unmarshal(b, v)
+	if fastJSONType(reflect.TypeOf(v)) && gojson.Unmarshal(b, v) == nil {
+		return nil
 	}
+	// Failures are reported by encoding/json itself, so callers get its
+	// error types (*json.UnmarshalTypeError, *json.SyntaxError, ...) and
+	// messages. It costs a second decode, only for input that fails.
 	return json.Unmarshal(b, v)
 }
 
@@ -41,22 +44,24 @@ func fastJSONType(t reflect.Type) bool {
 	if ok, found := fastJSONTypes.Load(t); found {
 		return ok.(bool)
 	}
-	ok, _ := fastJSONTypes.LoadOrStore(t, !hasStringOption(t, map[reflect.Type]bool{}))
+	ok, _ := fastJSONTypes.LoadOrStore(t, !needsEncodingJSON(t, map[reflect.Type]bool{}))
 	return ok.(bool)
 }
 
-// hasStringOption reports whether a struct reachable from t has a field
-// tagged with the ",string" option.
-func hasStringOption(t reflect.Type, seen map[reflect.Type]bool) bool {
+// needsEncodingJSON reports whether a value of type t may hold a float32 or
+// a struct with a field tagged ",string".
+func needsEncodingJSON(t reflect.Type, seen map[reflect.Type]bool) bool {
 	if seen[t] {
 		return false
 	}
 	seen[t] = true
 	switch t.Kind() {
+	case reflect.Float32:
+		return true
 	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return hasStringOption(t.Elem(), seen)
+		return needsEncodingJSON(t.Elem(), seen)
 	case reflect.Map:
-		return hasStringOption(t.Key(), seen) || hasStringOption(t.Elem(), seen)
+		return needsEncodingJSON(t.Key(), seen) || needsEncodingJSON(t.Elem(), seen)
 	case reflect.Struct:
 		for i := range t.NumField() {
 			sf := t.Field(i)
@@ -67,7 +72,7 @@ func hasStringOption(t reflect.Type, seen map[reflect.Type]bool) bool {
 					}
 				}
 			}
-			if hasStringOption(sf.Type, seen) {
+			if needsEncodingJSON(sf.Type, seen) {
 				return true
 			}
 		}

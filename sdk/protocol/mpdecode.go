@@ -378,7 +378,20 @@ func (d *mpDecoder) object(i, n int, v reflect.Value, p *mpPlan) int {
 		var key []byte
 		key, i = d.key(i)
 		if f := p.field(key); f != nil {
+			first := d.err == nil
 			i = d.value(i, v.Field(f.index), f.planFor(v.Type()))
+			if te, ok := d.err.(*json.UnmarshalTypeError); ok && first {
+				// Name the field as encoding/json does: the path of JSON
+				// names from the outermost struct, the innermost struct.
+				if te.Struct == "" {
+					te.Struct = v.Type().Name()
+				}
+				if te.Field == "" {
+					te.Field = f.name
+				} else {
+					te.Field = f.name + "." + te.Field
+				}
+			}
 		} else {
 			i = d.skip(i)
 		}
