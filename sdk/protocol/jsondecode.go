@@ -15,8 +15,8 @@ import (
 //
 // Natively it uses goccy/go-json: measured on our payloads (a ~170 B channel
 // message into struct{Seq, Ts int64}; the README's {User, Text} with
-// lower-case keys) it decodes 6–15× faster than encoding/json with one
-// allocation, where segmentio/encoding/json and json-iterator were 2–4×
+// lower-case keys) it decodes 6–11× faster than encoding/json (0.11 µs and
+// no allocation for the former, measured by BenchmarkPayloadDecode), where segmentio/encoding/json and json-iterator were 2–4×
 // slower than it (json-iterator also disagrees with encoding/json on case
 // folding and on numbers out of float64's range), and it agrees with
 // encoding/json under differential fuzzing (FuzzDecodeJSON) except on
