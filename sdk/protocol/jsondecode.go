@@ -13,16 +13,18 @@ import (
 
 // unmarshalJSON decodes JSON text into v with encoding/json's semantics.
 //
-// Natively it uses goccy/go-json: measured on our payloads (a ~170 B channel
-// message into struct{Seq, Ts int64}; the README's {User, Text} with
-// lower-case keys) it decodes 6–11× faster than encoding/json (0.11 µs and
-// no allocation for the former, measured by BenchmarkPayloadDecode), where segmentio/encoding/json and json-iterator were 2–4×
-// slower than it (json-iterator also disagrees with encoding/json on case
-// folding and on numbers out of float64's range), and it agrees with
-// encoding/json under differential fuzzing (FuzzDecodeJSON) except on
-// ",string" fields, which it parses more leniently, and float32s, which it
-// rounds twice (through float64): types holding either go to encoding/json. It is not linked into GOOS=js builds, where it would add
-// ~0.7 MB brotli to the wasm (see jsondecode_js.go).
+// Natively it uses goccy/go-json. On our payloads (a ~170 B channel message
+// into struct{Seq, Ts int64}; the README's {User, Text} with lower-case
+// keys) it decodes 6–11× faster than encoding/json (0.11 µs and no
+// allocation for the former; BenchmarkPayloadDecode), where
+// segmentio/encoding/json and json-iterator were 2–4× slower than it
+// (json-iterator also disagrees with encoding/json on Unicode case folding
+// and on numbers beyond float64). Under differential fuzzing against
+// encoding/json (FuzzDecodeJSON) it differs only on ",string" fields, which
+// it parses more leniently, and on float32s, which it rounds twice (through
+// float64): types that may hold either go to encoding/json. It is not linked
+// into GOOS=js builds, where it would add ~0.7 MB brotli to the wasm, past
+// the 1.3 MB budget (see jsondecode_js.go).
 func unmarshalJSON(b []byte, v any) error {
 	if fastJSONType(reflect.TypeOf(v)) && gojson.Unmarshal(b, v) == nil {
 		return nil
