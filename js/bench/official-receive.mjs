@@ -21,7 +21,12 @@ const consumer = ActionCable.createConsumer(url);
 let count = 0;
 let start;
 consumer.subscriptions.create({ channel: 'ChatChannel', room: 'lobby' }, {
-  received() {
+  received(data) {
+    // Read the message as a user would (the client has JSON.parse'd it).
+    if (typeof data.seq !== 'number' || typeof data.ts !== 'number') {
+      process.stderr.write(`unexpected message ${JSON.stringify(data)}\n`);
+      process.exit(1);
+    }
     if (count === 0) start = process.hrtime.bigint();
     if (++count === n) {
       const s = Number(process.hrtime.bigint() - start) / 1e9;

@@ -10,7 +10,7 @@ import (
 
 // This file holds a MessagePack scanner for envelopes (find spans, skip
 // values) and the transcoders between MessagePack and JSON values. Values
-// themselves are marshalled by vmihailenco/msgpack (see Payload.Decode).
+// themselves are decoded by mpdecode.go (see Payload.Decode).
 
 var errMsgpackTruncated = errors.New("truncated MessagePack value")
 
@@ -345,7 +345,7 @@ func mpToJSON(dst, b []byte, i, depth int) ([]byte, int, *mpErr) {
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return dst, 0, &mpErr{i, errUnsupportedJSON}
 		}
-		dst = strconv.AppendFloat(dst, f, 'g', -1, bits)
+		dst = appendJSONFloat(dst, f, bits)
 	case 0xcc:
 		dst = strconv.AppendUint(dst, uint64(p[0]), 10)
 	case 0xcd:
@@ -364,6 +364,29 @@ func mpToJSON(dst, b []byte, i, depth int) ([]byte, int, *mpErr) {
 		dst = strconv.AppendInt(dst, int64(binary.BigEndian.Uint64(p)), 10)
 	}
 	return dst, i + size, nil
+}
+
+// appendJSONFloat appends the finite f as encoding/json.Marshal writes a
+// float64 (bits 64) or float32 (bits 32): the shortest decimal that reads
+// back as f, in exponent form only below 1e-6 or from 1e21 on (as
+// ECMAScript does), so a float holding an integer below 1e21 reads back
+// into an integer field from either codec.
+func appendJSONFloat(dst []byte, f float64, bits int) []byte {
+	format := byte('f')
+	if a := math.Abs(f); a != 0 {
+		if bits == 64 && (a < 1e-6 || a >= 1e21) || bits == 32 && (float32(a) < 1e-6 || float32(a) >= 1e21) {
+			format = 'e'
+		}
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, bits)
+	if format == 'e' {
+		// 1e-07 → 1e-7, as encoding/json writes it.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
 }
 
 // jsonToMsgpack appends the single JSON value in b as MessagePack. On error

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Format is the encoding of a [Payload].
@@ -72,30 +70,22 @@ func (p Payload) Clone() Payload {
 	return Payload{format: p.format, raw: bytes.Clone(p.raw)}
 }
 
-// Decode unmarshals the payload into v: with encoding/json for JSON
-// payloads, with vmihailenco/msgpack for MessagePack ones. MessagePack
-// decoding honours `json` struct tags, so one struct serves both codecs.
-// A MessagePack payload must be exactly one well-formed value.
+// Decode unmarshals the payload into v with the semantics of encoding/json
+// for either codec: `json` struct tags, case-insensitive field names,
+// json.Unmarshaler and encoding.TextUnmarshaler, numbers into interface{}
+// as float64, unknown fields ignored, an error for a value of the wrong
+// type. A MessagePack payload decodes exactly as its JSON form
+// ([Payload.JSON]) would, so one struct decodes the same from either codec;
+// a MessagePack payload must be exactly one well-formed value with a JSON
+// form (no extension types, NaN or binary map keys).
+//
+// Which fields are set when Decode returns an error is unspecified.
 func (p Payload) Decode(v any) error {
 	switch p.format {
 	case FormatJSON:
-		return json.Unmarshal(p.raw, v)
+		return unmarshalJSON(p.raw, v)
 	case FormatMessagePack:
-		// Check the structure first: the msgpack library allocates what an
-		// array header claims before reading the elements (a 6-byte value
-		// can ask for 32 GiB when decoded into an interface). Once every
-		// length is known to fit in the input, allocations are bounded by
-		// the input's size.
-		end, err := mpSkip(p.raw, 0)
-		if err != nil {
-			return mpDecodeError(err, "payload")
-		}
-		if end != len(p.raw) {
-			return &DecodeError{Codec: SubprotocolMessagePack, Offset: end, Detail: "data after the payload", Err: ErrMalformed}
-		}
-		dec := msgpack.NewDecoder(bytes.NewReader(p.raw))
-		dec.SetCustomStructTag("json")
-		return dec.Decode(v)
+		return decodeMessagePack(p.raw, v)
 	}
 	return fmt.Errorf("%w: empty payload", ErrInvalidField)
 }

@@ -244,7 +244,7 @@ func TestCrossCodecMessage(t *testing.T) {
 		`{"identifier":"x","message":"plain"}`,
 		`{"identifier":"x","message":18446744073709551615}`,
 		`{"identifier":"x","message":-9223372036854775808}`,
-		`{"identifier":"x","message":[0.1,1e+21,-0.5,1e-07]}`,
+		`{"identifier":"x","message":[0.1,1e+21,-0.5,1e-7,1000000.5]}`,
 	}
 	for _, f := range frames {
 		var jm, mm Message
