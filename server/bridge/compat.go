@@ -501,6 +501,7 @@ func (cs *compatSession) pump() {
 			after = first - 1
 			continue
 		}
+		after = max(after, bt.from)
 		now := time.Now()
 		welcomed := false
 		for _, f := range bt.frames {

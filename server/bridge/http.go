@@ -275,6 +275,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			rc.Flush()
 			return
 		}
+		after = bt.from // past what the client acknowledged elsewhere
 		for _, f := range bt.frames {
 			buf = fmt.Appendf(buf, "id: %d:%d\n", s.epoch, f.seq)
 			buf = appendSSEData(buf, f.data)
@@ -358,6 +359,9 @@ type polled struct {
 	// Next is the cursor to send as "after" in the next poll: the sequence
 	// number of the last sequenced frame in Frames (pings have none).
 	Next uint64 `json:"next"`
+	// After, when set, replaces the poll's after: the client acknowledged
+	// frames past it through another downstream, so Frames start later.
+	After uint64 `json:"after,omitempty"`
 	// Reset is set when the cursor's frames are gone: create a new session
 	// and resubscribe. Reason says why ("evicted", "bad_cursor").
 	Reset  bool   `json:"reset,omitempty"`
@@ -409,6 +413,9 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		out.Reset, out.Reason = true, "evicted"
 	case err != nil:
 		out.Ended = true
+	}
+	if bt.from > after {
+		out.After, out.Next = bt.from, bt.from
 	}
 	for _, f := range bt.frames {
 		out.Frames = append(out.Frames, f.data)

@@ -50,6 +50,7 @@ type session struct {
 	next      uint64  // seq the next frame gets; seqs start at 1
 	bytes     int
 	evicted   uint64 // frames dropped by the bounds before being acknowledged
+	ackedTo   uint64 // the highest seq a client has acknowledged
 	ping      []byte // the latest upstream ping frame
 	pingN     uint64 // pings seen
 	changed   chan struct{}
@@ -163,6 +164,7 @@ func (s *session) acknowledge(after uint64) {
 
 // acknowledgeLocked frees frames up to and including after.
 func (s *session) acknowledgeLocked(after uint64) {
+	s.ackedTo = max(s.ackedTo, min(after, s.next-1))
 	for len(s.frames) > 0 && s.frames[0].seq <= after {
 		s.bytes -= len(s.frames[0].data)
 		s.frames[0] = frame{}
@@ -181,6 +183,7 @@ type batch struct {
 	frames []frame // copies of slice headers; data is immutable
 	ping   []byte  // set when a ping newer than the caller's arrived
 	pingN  uint64
+	from   uint64 // the seq before frames[0]: the caller's after, or past what the client acknowledged
 	next   uint64 // the seq after the last frame in the session
 	more   bool   // frames after these are waiting already
 }
@@ -202,7 +205,13 @@ func (s *session) readFrom(ack, after, pingSeen uint64, maxFrames, maxBytes int)
 		return batch{}, errReset // a cursor from the future: another session's
 	}
 	if after+1 < s.first {
-		return batch{}, errReset
+		if s.first-1 > s.ackedTo {
+			return batch{}, errReset // evicted before the client had them
+		}
+		// The client acknowledged them through another downstream (it is
+		// moving between two): it has them, so this one goes on after
+		// them (from says so).
+		after = s.first - 1
 	}
 	s.acknowledgeLocked(min(ack, after))
 	pending := s.frames[after+1-s.first:]
@@ -211,7 +220,7 @@ func (s *session) readFrom(ack, after, pingSeen uint64, maxFrames, maxBytes int)
 		size += len(pending[n].data)
 		n++
 	}
-	out := batch{frames: append([]frame(nil), pending[:n]...), next: s.next, pingN: s.pingN, more: n < len(pending)}
+	out := batch{frames: append([]frame(nil), pending[:n]...), from: after, next: s.next, pingN: s.pingN, more: n < len(pending)}
 	if n > 0 {
 		s.delivered = max(s.delivered, pending[n-1].seq)
 	}

@@ -62,8 +62,10 @@ func TestSessionBuffer(t *testing.T) {
 	if bt, err := s.read(2, 1, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[3 4]" {
 		t.Fatalf("read(2): %v %v", seqs(bt), err)
 	}
-	if _, err := s.read(1, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
-		t.Errorf("read from an acknowledged cursor: %v, want reset", err)
+	// From a cursor before what the client acknowledged: it has those,
+	// so the read goes on after them and says so.
+	if bt, err := s.read(1, 1, 100, maxBatchBytes); err != nil || bt.from != 2 || fmt.Sprint(seqs(bt)) != "[3 4]" {
+		t.Errorf("read from an acknowledged cursor: from %d %v %v, want from 2 [3 4]", bt.from, seqs(bt), err)
 	}
 	if _, err := s.read(5, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
 		t.Errorf("read from the future: %v, want reset", err)
@@ -237,8 +239,10 @@ func TestAckFreesWhatTheClientHas(t *testing.T) {
 	if bt, err := s.readFrom(0, 2, 0, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
 		t.Fatalf("after ack 2: %v %v", seqs(bt), err)
 	}
-	if _, err := s.read(1, 0, 100, maxBatchBytes); !errors.Is(err, errReset) {
-		t.Fatalf("frame 2 was acknowledged, yet a cursor of 1 still reads: %v", err)
+	// A downstream still at 1 (the client moves between two, and the other
+	// acknowledged 2) goes on after 2: the client has it.
+	if bt, err := s.readFrom(1, 1, 0, 100, maxBatchBytes); err != nil || bt.from != 2 || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
+		t.Fatalf("a reader behind the acknowledgement: from %d %v %v, want from 2 [3 4 5]", bt.from, seqs(bt), err)
 	}
 	s.acknowledge(99) // more than was delivered (5): only up to 5
 	s.mu.Lock()
@@ -246,5 +250,23 @@ func TestAckFreesWhatTheClientHas(t *testing.T) {
 	s.mu.Unlock()
 	if first != 6 || next != 6 {
 		t.Fatalf("first %d next %d after an ack past the end, want both 6", first, next)
+	}
+}
+
+// A reader behind frames the bounds evicted (never acknowledged) gets a
+// reset, even when an acknowledgement came before the eviction.
+func TestEvictedIsResetEvenAfterAnAck(t *testing.T) {
+	s := testSession(t)
+	s.b.cfg.queueFrames = 3
+	for n := range 3 {
+		upstreamFrame(s, number(n))
+	}
+	s.readFrom(0, 0, 0, 100, maxBatchBytes) // handed to a downstream: 1-3
+	s.acknowledge(1)
+	for n := range 4 { // 4-7: the bounds drop 2-4
+		upstreamFrame(s, number(n))
+	}
+	if _, err := s.readFrom(1, 1, 0, 100, maxBatchBytes); !errors.Is(err, errReset) {
+		t.Fatalf("a reader at 1 after 2-4 were evicted: %v, want errReset", err)
 	}
 }

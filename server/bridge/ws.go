@@ -99,6 +99,12 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
 			return
 		}
+		if bt.from != after {
+			// The client acknowledged frames past this socket's position
+			// elsewhere; it counts frames here, so it must re-attach.
+			c.Close(ws.StatusTryAgainLater, "behind: re-attach at your cursor")
+			return
+		}
 		frames := bt.frames
 		for i := 0; i <= len(frames); i++ {
 			var data []byte

@@ -188,7 +188,10 @@ func (n *numbered) waitAll(ctx context.Context) {
 		select {
 		case <-n.got:
 		case <-ctx.Done():
-			n.t.Fatalf("%d of %d messages arrived before the deadline (lost: %s)", have, n.sent, n.missing())
+			n.mu.Lock()
+			drops := n.disconnects
+			n.mu.Unlock()
+			n.t.Fatalf("%d of %d messages arrived before the deadline (lost: %s); disconnects: %v", have, n.sent, n.missing(), drops)
 		}
 	}
 	n.mu.Lock()
@@ -276,7 +279,10 @@ func TestObstaclesLoseNothing(t *testing.T) {
 			changes := make(chan fallback.Change, 256)
 			tr := fallback.Bridged(p.nginx.URL("/bridge"),
 				fallback.WithProbeInterval(time.Second),
-				fallback.WithOnChange(func(c fallback.Change) { changes <- c }))
+				fallback.WithOnChange(func(c fallback.Change) {
+					t.Logf("%s: transport change %s → %s (upgrade %v, %v)", time.Now().Format("15:04:05.000"), c.From, c.To, c.Upgrade, c.Reason)
+					changes <- c
+				}))
 			n := newNumbered(t, ctx, p, p.nginx.WSURL("/cable"), tr, changes, strings.ReplaceAll(tc.name, " ", "-"))
 			start := n.c.Transport()
 			if !contains(tc.on, start) {

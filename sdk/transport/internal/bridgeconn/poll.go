@@ -25,6 +25,7 @@ func (Poll) Name() string { return "longpoll" }
 type pollBody struct {
 	Frames []json.RawMessage `json:"frames"`
 	Next   uint64            `json:"next"`
+	After  uint64            `json:"after"`
 	Reset  bool              `json:"reset"`
 	Reason string            `json:"reason"`
 	Ended  bool              `json:"ended"`
@@ -78,8 +79,10 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		if pb.Reset {
 			return resetError(pb.Reason)
 		}
-		// Sequenced frames come first, numbered after+1…Next; pings last.
-		seq := after
+		// Sequenced frames come first, numbered after+1…Next (after as the
+		// bridge says, when the client acknowledged more elsewhere); pings
+		// last.
+		seq := max(after, pb.After)
 		for _, f := range pb.Frames {
 			if ping, _ := frameKind(&m, f); ping {
 				if err := emit(0, f); err != nil {
