@@ -14,7 +14,10 @@ import (
 	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
-// consumer is the Go side of a JS Consumer: one sdk cable.Consumer.
+// consumer is the Go side of a JS Consumer: one sdk cable.Consumer. It is
+// in rt.consumers from consumerOpen until it stops (its S record); its
+// events, run on the sdk's goroutines, report to rt's outbox. c is set
+// once, before ready is closed.
 type consumer struct {
 	rt     *Runtime
 	id     int
@@ -24,7 +27,8 @@ type consumer struct {
 	c      *cable.Consumer
 }
 
-// sub is the Go side of a JS Subscription.
+// sub is the Go side of a JS Subscription, in rt.subs (of its consumer's
+// Runtime) from subscribe until unsubscribe, a rejection or its end.
 type sub struct {
 	id     int
 	cons   *consumer

@@ -54,6 +54,8 @@ type outbox struct {
 }
 
 // add appends a record whose payload is written by fill (nil for none).
+// The first record since the last take calls notify (unless quiet), after
+// the lock is released.
 // When fill fails the record is dropped and its error returned.
 func (o *outbox) add(kind byte, id int, fill func(dst []byte) ([]byte, error)) error {
 	o.mu.Lock()

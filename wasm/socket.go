@@ -23,6 +23,10 @@ const settleTimeout = 5 * time.Second
 // socket is the Go side of a JS CableSocket: one transport.Conn whose
 // frames are shown to JavaScript as actioncable-v1-json, whatever codec the
 // wire speaks.
+//
+// It is in rt.sockets from socketOpen until finish, which reports its
+// close record; its goroutines (run and read, write) report to rt's outbox.
+// The fields under mu are shared between them and the API functions.
 type socket struct {
 	rt     *Runtime
 	id     int
