@@ -168,7 +168,9 @@ func Run() {
 // queued to the sdk's WebSocket transport (websocket.DeliverJS), lets the
 // goroutines reading those sockets run, and returns the outbox they filled:
 // a burst of frames costs JavaScript one call into Go, which also returns
-// what became of them.
+// what became of them. The hook is the program's, so a batch may hold
+// events of another Runtime's sockets: their records go to that Runtime's
+// outbox, which notifies as usual.
 func (rt *Runtime) wireDeliver(args []js.Value) any {
 	batch := args[0]
 	rt.out.mu.Lock()
