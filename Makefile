@@ -42,6 +42,7 @@ check:
 ## unit: all Go tests with the race detector, Rails required
 unit:
 	CABLEWAY_REQUIRE_RAILS=1 $(GO) test -race -count=1 -timeout 20m ./...
+	GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm/
 
 ## fuzz: a short run of every fuzz target (FUZZTIME each, default 5s)
 fuzz:

@@ -14,8 +14,12 @@ import (
 	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
-// consumer is the Go side of a JS Consumer: one sdk cable.Consumer.
+// consumer is the Go side of a JS Consumer: one sdk cable.Consumer. It is
+// in rt.consumers from consumerOpen until it stops (its S record); its
+// events, run on the sdk's goroutines, report to rt's outbox. c is set
+// once, before ready is closed.
 type consumer struct {
+	rt     *Runtime
 	id     int
 	ctx    context.Context // ends at disconnect()
 	cancel context.CancelFunc
@@ -23,7 +27,8 @@ type consumer struct {
 	c      *cable.Consumer
 }
 
-// sub is the Go side of a JS Subscription.
+// sub is the Go side of a JS Subscription, in rt.subs (of its consumer's
+// Runtime) from subscribe until unsubscribe, a rejection or its end.
 type sub struct {
 	id     int
 	cons   *consumer
@@ -34,11 +39,6 @@ type sub struct {
 	mu sync.Mutex
 	s  *cable.Subscription // set once the first subscribe is confirmed
 }
-
-var (
-	consumers sync.Map // id → *consumer
-	subs      sync.Map // id → *sub
-)
 
 func flag(b bool) func([]byte) ([]byte, error) {
 	return func(dst []byte) ([]byte, error) {
@@ -59,17 +59,16 @@ func errText(err error) string {
 // consumerOpen(id, url, options) starts a consumer. Its events arrive as
 // C/D/S records; it keeps itself connected until consumerClose or a
 // refusal (S with the error).
-func consumerOpen(args []js.Value) any {
-	c := &consumer{id: args[0].Int(), ready: make(chan struct{})}
+func (rt *Runtime) consumerOpen(args []js.Value) any {
+	id, url, o := args[0].Int(), args[1].String(), parseOptions(args[2])
+	c := &consumer{rt: rt, id: id, ready: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	consumers.Store(c.id, c)
-	url := args[1].String()
-	o := parseOptions(args[2])
-	opts, err := o.consumerOptions(func(ch fallback.Change) { out.add(recMoved, c.id, change(ch)) })
+	rt.consumers.Store(c.id, c)
+	opts, err := o.consumerOptions(func(ch fallback.Change) { rt.out.add(recMoved, c.id, change(ch)) })
 	go func() {
 		defer close(c.ready)
 		if err != nil {
-			out.add(recStop, c.id, func(dst []byte) ([]byte, error) { return appendStop(dst, err) })
+			c.rt.out.add(recStop, c.id, func(dst []byte) ([]byte, error) { return appendStop(dst, err) })
 			return
 		}
 		opts = append(opts, cable.WithEventHandler(c.event))
@@ -83,18 +82,18 @@ func consumerOpen(args []js.Value) any {
 func (c *consumer) event(e cable.Event) {
 	switch e.Kind {
 	case cable.EventConnected:
-		out.add(recConnect, c.id, func(dst []byte) ([]byte, error) {
+		c.rt.out.add(recConnect, c.id, func(dst []byte) ([]byte, error) {
 			dst, _ = flag(e.Reconnected)(dst)
 			return append(dst, clean(e.Transport)...), nil
 		})
 	case cable.EventDisconnected:
-		out.add(recDrop, c.id, func(dst []byte) ([]byte, error) {
+		c.rt.out.add(recDrop, c.id, func(dst []byte) ([]byte, error) {
 			dst, _ = flag(e.WillReconnect)(dst)
 			return append(dst, clean(errText(e.Err))...), nil
 		})
 	case cable.EventStopped:
-		consumers.Delete(c.id)
-		out.add(recStop, c.id, func(dst []byte) ([]byte, error) { return appendStop(dst, e.Err) })
+		c.rt.consumers.CompareAndDelete(c.id, c)
+		c.rt.out.add(recStop, c.id, func(dst []byte) ([]byte, error) { return appendStop(dst, e.Err) })
 	}
 }
 
@@ -119,12 +118,22 @@ func appendStop(dst []byte, err error) ([]byte, error) {
 
 // consumerClose(id, promiseID) stops the consumer; the promise settles
 // when it has.
-func consumerClose(args []js.Value) any {
+func (rt *Runtime) consumerClose(args []js.Value) any {
 	id, pid := args[0].Int(), args[1].Int()
-	v, ok := consumers.Load(id)
+	rt.closeConsumer(id, func() { rt.out.add(recResult, pid, nil) })
+	return nil
+}
+
+// closeConsumer stops consumer id, and then calls done (if not nil) on a
+// goroutine of its own; at once when there is no such consumer. It does
+// not block.
+func (rt *Runtime) closeConsumer(id int, done func()) {
+	v, ok := rt.consumers.Load(id)
 	if !ok {
-		out.add(recResult, pid, nil)
-		return nil
+		if done != nil {
+			done()
+		}
+		return
 	}
 	c := v.(*consumer)
 	c.cancel()
@@ -133,22 +142,24 @@ func consumerClose(args []js.Value) any {
 		if c.c != nil {
 			c.c.Close()
 		}
-		out.add(recResult, pid, nil)
+		if done != nil {
+			done()
+		}
 	}()
-	return nil
 }
 
 // subscribe(id, consumerID, identifier) subscribes once the consumer is
 // connected. Confirmations, messages, drops and rejections arrive as
 // c/r/d/j records.
-func subscribe(args []js.Value) any {
-	v, ok := consumers.Load(args[1].Int())
+func (rt *Runtime) subscribe(args []js.Value) any {
+	id, cid, ident := args[0].Int(), args[1].Int(), args[2].String()
+	v, ok := rt.consumers.Load(cid)
 	if !ok {
 		return "cableway: consumer is closed"
 	}
-	s := &sub{id: args[0].Int(), cons: v.(*consumer), ident: args[2].String()}
+	s := &sub{id: id, cons: v.(*consumer), ident: ident}
 	s.ctx, s.cancel = context.WithCancel(s.cons.ctx)
-	subs.Store(s.id, s)
+	rt.subs.Store(s.id, s)
 	go s.run()
 	return ""
 }
@@ -162,28 +173,29 @@ func (s *sub) run() {
 	if s.cons.c == nil {
 		return // the consumer never connected; its S record says why
 	}
+	rt := s.cons.rt
 	h := cable.Handler{
 		Received: func(msg protocol.Payload) {
-			out.add(recRecv, s.id, msg.AppendJSON)
+			rt.out.add(recRecv, s.id, msg.AppendJSON)
 		},
-		Connected:    func(re bool) { out.add(recSubOK, s.id, flag(re)) },
-		Disconnected: func(will bool) { out.add(recSubDrop, s.id, flag(will)) },
-		Rejected:     func() { out.add(recReject, s.id, nil) },
+		Connected:    func(re bool) { rt.out.add(recSubOK, s.id, flag(re)) },
+		Disconnected: func(will bool) { rt.out.add(recSubDrop, s.id, flag(will)) },
+		Rejected:     func() { rt.out.add(recReject, s.id, nil) },
 	}
 	cs, err := s.cons.c.Subscribe(s.ctx, s.ident, cable.WithHandler(h))
 	switch {
 	case errors.Is(err, cable.ErrRejected):
-		subs.Delete(s.id)
-		out.add(recReject, s.id, nil)
+		rt.subs.CompareAndDelete(s.id, s)
+		rt.out.add(recReject, s.id, nil)
 	case err != nil:
-		subs.Delete(s.id)
+		rt.subs.CompareAndDelete(s.id, s)
 	default:
 		s.mu.Lock()
 		s.s = cs
 		s.mu.Unlock()
 		go func() {
 			<-cs.Done()
-			subs.Delete(s.id)
+			rt.subs.CompareAndDelete(s.id, s)
 		}()
 	}
 }
@@ -192,9 +204,9 @@ func (s *sub) run() {
 // data (a JSON object) or, when action is "", sends data as it is. The
 // promise fails when the subscription is not confirmed or not connected:
 // nothing is queued.
-func subscriptionSend(args []js.Value) any {
-	pid := args[1].Int()
-	v, ok := subs.Load(args[0].Int())
+func (rt *Runtime) subscriptionSend(args []js.Value) any {
+	id, pid, action, data := args[0].Int(), args[1].Int(), args[2].String(), json.RawMessage(args[3].String())
+	v, ok := rt.subs.Load(id)
 	var s *sub
 	if ok {
 		s = v.(*sub)
@@ -202,10 +214,10 @@ func subscriptionSend(args []js.Value) any {
 		defer s.mu.Unlock()
 	}
 	if s == nil || s.s == nil {
-		out.addText(recResult, pid, cable.ErrNotConnected.Error())
+		rt.out.addText(recResult, pid, cable.ErrNotConnected.Error())
 		return nil
 	}
-	cs, action, data := s.s, args[2].String(), json.RawMessage(args[3].String())
+	cs := s.s
 	go func() {
 		var err error
 		if action != "" {
@@ -213,14 +225,14 @@ func subscriptionSend(args []js.Value) any {
 		} else {
 			err = cs.Send(s.ctx, data)
 		}
-		out.addText(recResult, pid, errText(err))
+		rt.out.addText(recResult, pid, errText(err))
 	}()
 	return nil
 }
 
 // unsubscribe(id) ends the subscription (and a subscribe still waiting).
-func unsubscribe(args []js.Value) any {
-	v, ok := subs.LoadAndDelete(args[0].Int())
+func (rt *Runtime) unsubscribe(args []js.Value) any {
+	v, ok := rt.subs.LoadAndDelete(args[0].Int())
 	if !ok {
 		return nil
 	}

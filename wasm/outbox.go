@@ -39,9 +39,10 @@ const (
 	fieldSep  = '\x1f'
 )
 
-// outbox collects records for JavaScript until it takes them.
+// outbox collects records for JavaScript until it takes them. Its methods
+// are safe for concurrent use.
 type outbox struct {
-	notify js.Value // JS: schedule a take(); called once per batch
+	notify func() // tells JS to take(); called once per batch (see New)
 
 	mu      sync.Mutex
 	buf     []byte
@@ -52,9 +53,9 @@ type outbox struct {
 	quiet bool
 }
 
-var out outbox
-
 // add appends a record whose payload is written by fill (nil for none).
+// The first record since the last take calls notify (unless quiet), after
+// the lock is released.
 // When fill fails the record is dropped and its error returned.
 func (o *outbox) add(kind byte, id int, fill func(dst []byte) ([]byte, error)) error {
 	o.mu.Lock()
@@ -81,7 +82,7 @@ func (o *outbox) add(kind byte, id int, fill func(dst []byte) ([]byte, error)) e
 	o.pending = true
 	o.mu.Unlock()
 	if wake {
-		o.notify.Invoke()
+		o.notify()
 	}
 	return nil
 }

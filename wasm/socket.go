@@ -23,7 +23,12 @@ const settleTimeout = 5 * time.Second
 // socket is the Go side of a JS CableSocket: one transport.Conn whose
 // frames are shown to JavaScript as actioncable-v1-json, whatever codec the
 // wire speaks.
+//
+// It is in rt.sockets from socketOpen until finish, which reports its
+// close record; its goroutines (run and read, write) report to rt's outbox.
+// The fields under mu are shared between them and the API functions.
 type socket struct {
+	rt     *Runtime
 	id     int
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -39,22 +44,14 @@ type socket struct {
 	wake        chan struct{} // the writer's signal
 }
 
-var sockets sync.Map // id → *socket
-
 // socketOpen(id, url, protocols []string, options) starts dialling. The
 // wire offer is MessagePack first when options.msgpack is set, then JSON;
 // protocols the JS client offered that no codec speaks (e.g.
 // actioncable-unsupported) are offered after them and passed through.
-func socketOpen(args []js.Value) any {
+// Its events arrive as n/o/m/e/x records (and w on a fallback); a socket
+// that cannot open reports e and then x, with the error as the reason.
+func (rt *Runtime) socketOpen(args []js.Value) any {
 	id, url, opts := args[0].Int(), args[1].String(), parseOptions(args[3])
-	tr, err := opts.transport(func(ch fallback.Change) { out.add(recMove, id, change(ch)) })
-	s := &socket{id: id, wake: make(chan struct{}, 1)}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	sockets.Store(id, s)
-	if err != nil {
-		go s.fail(err)
-		return nil
-	}
 	var offer []string
 	if opts.MsgPack {
 		offer = append(offer, protocol.SubprotocolMessagePack)
@@ -68,6 +65,14 @@ func socketOpen(args []js.Value) any {
 		}
 	} else if opts.MsgPack {
 		offer = append(offer, protocol.SubprotocolJSON)
+	}
+	tr, err := opts.transport(func(ch fallback.Change) { rt.out.add(recMove, id, change(ch)) })
+	s := &socket{rt: rt, id: id, wake: make(chan struct{}, 1)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	rt.sockets.Store(id, s)
+	if err != nil {
+		go s.fail(err)
+		return nil
 	}
 	go s.run(tr, &transport.Request{URL: url, Subprotocols: offer})
 	return nil
@@ -84,18 +89,18 @@ func (s *socket) fail(err error) {
 		s.finish(1006, "cableway: closed before the connection opened", false)
 		return
 	}
-	out.addText(recError, s.id, err.Error())
+	s.rt.out.addText(recError, s.id, err.Error())
 	s.finish(1006, err.Error(), false)
 }
 
 func (s *socket) finish(code int, reason string, clean bool) {
-	sockets.Delete(s.id)
+	s.rt.sockets.CompareAndDelete(s.id, s)
 	s.cancel()
 	c := "0"
 	if clean {
 		c = "1"
 	}
-	out.addText(recClose, s.id, strconv.Itoa(code)+","+c+","+reason)
+	s.rt.out.addText(recClose, s.id, strconv.Itoa(code)+","+c+","+reason)
 }
 
 func (s *socket) run(tr transport.Transport, req *transport.Request) {
@@ -120,8 +125,8 @@ func (s *socket) run(tr transport.Transport, req *transport.Request) {
 		s.finish(code, reason, true)
 		return
 	}
-	out.addText(recTransport, s.id, transportName(tr, conn))
-	out.addText(recOpen, s.id, shown)
+	s.rt.out.addText(recTransport, s.id, transportName(tr, conn))
+	s.rt.out.addText(recOpen, s.id, shown)
 	go s.write(conn)
 	if _, isJSON := codec.(protocol.JSONCodec); isJSON {
 		// JSON frames are what JS reads: passed on byte for byte, as a
@@ -137,19 +142,19 @@ func (s *socket) run(tr transport.Transport, req *transport.Request) {
 // came.
 func (s *socket) convert(codec protocol.Codec, frame []byte, m *protocol.Message) {
 	if codec == nil {
-		if err := out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil }); err != nil {
-			out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
+		if err := s.rt.out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return append(dst, frame...), nil }); err != nil {
+			s.rt.out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
 		}
 		return
 	}
 	if derr := codec.DecodeMessage(frame, m); derr != nil {
 		// A frame that cannot be shown as JSON is skipped, and said so
 		// with an error event (the socket stays open).
-		out.addText(recError, s.id, "cableway: skipped a frame that cannot be shown as JSON: "+derr.Error())
+		s.rt.out.addText(recError, s.id, "cableway: skipped a frame that cannot be shown as JSON: "+derr.Error())
 		return
 	}
-	if err := out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return protocol.JSONCodec{}.AppendMessage(dst, m) }); err != nil {
-		out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
+	if err := s.rt.out.add(recFrame, s.id, func(dst []byte) ([]byte, error) { return protocol.JSONCodec{}.AppendMessage(dst, m) }); err != nil {
+		s.rt.out.addText(recError, s.id, "cableway: skipped a frame: "+err.Error())
 	}
 }
 
@@ -175,15 +180,15 @@ func (s *socket) read(conn transport.Conn, codec protocol.Codec) {
 		conn.Close()
 		s.finish(code, reason, true)
 	case werr != nil: // the writer failed and closed the connection
-		out.addText(recError, s.id, werr.Error())
+		s.rt.out.addText(recError, s.id, werr.Error())
 		s.finish(1006, werr.Error(), false)
 	case errors.As(err, &ce) && ce.Code != 1006:
 		s.finish(ce.Code, ce.Reason, true) // the server's close frame
 	case errors.Is(err, transport.ErrFrameTooLarge):
-		out.addText(recError, s.id, err.Error())
+		s.rt.out.addText(recError, s.id, err.Error())
 		s.finish(1009, "frame exceeds the read limit", false)
 	default: // lost (1006) or failed: error, then close 1006 saying why
-		out.addText(recError, s.id, err.Error())
+		s.rt.out.addText(recError, s.id, err.Error())
 		conn.Close()
 		s.finish(1006, err.Error(), false)
 	}
@@ -229,13 +234,13 @@ func (s *socket) write(conn transport.Conn) {
 // and returns "": JS may still see it OPEN until the close record arrives,
 // and a browser's WebSocket does not throw from send() then either (the
 // close event that follows says what happened).
-func socketSend(args []js.Value) any {
-	v, ok := sockets.Load(args[0].Int())
+func (rt *Runtime) socketSend(args []js.Value) any {
+	id, text := args[0].Int(), args[1].String()
+	v, ok := rt.sockets.Load(id)
 	if !ok {
 		return ""
 	}
 	s := v.(*socket)
-	text := args[1].String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -266,27 +271,33 @@ func socketSend(args []js.Value) any {
 // socketClose(id, code, reason) closes the socket. One still connecting is
 // closed once its dial settles (or after settleTimeout), and reports a
 // close event then.
-func socketClose(args []js.Value) any {
-	v, ok := sockets.Load(args[0].Int())
-	if !ok {
-		return nil
-	}
-	s := v.(*socket)
+func (rt *Runtime) socketClose(args []js.Value) any {
 	code := 1005 // no status, as browsers report a close() without a code
 	if args[1].Type() == js.TypeNumber {
 		code = args[1].Int()
 	}
+	rt.closeSocket(args[0].Int(), code, args[2].String())
+	return nil
+}
+
+// closeSocket closes socket id (if open and not closing) with code and
+// reason, reported in its close record. It does not block.
+func (rt *Runtime) closeSocket(id, code int, reason string) {
+	v, ok := rt.sockets.Load(id)
+	if !ok {
+		return
+	}
+	s := v.(*socket)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return nil
+		return
 	}
-	s.closing, s.closeCode, s.closeReason = true, code, args[2].String()
+	s.closing, s.closeCode, s.closeReason = true, code, reason
 	if s.conn != nil {
 		// The reader sees the connection end and reports the close.
 		go s.conn.Close()
 	} else {
 		time.AfterFunc(settleTimeout, s.cancel)
 	}
-	return nil
 }
