@@ -234,7 +234,7 @@ describe('Chromium, CableSocket: error and close events say what happened', () =
         return new Promise((resolve) => { s.onclose = (e) => resolve([...events, `close:${e.code}:${e.reason}`]) })
       }, wsURL)
       assert.equal(ev.length, 2)
-      assert.match(ev[0], /^error:cableway: fetching .*missing\.wasm failed with HTTP 404$/)
+      assert.match(ev[0], /^error:cableway: fetching .*missing\.wasm failed with HTTP 404\b/)
       assert.equal(ev[1], `close:1006:${ev[0].slice('error:'.length)}`)
     } finally {
       await p.close()

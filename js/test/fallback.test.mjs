@@ -52,7 +52,9 @@ const scenarios = [
   { name: 'WebSocket refused → SSE', cable: () => refused.ws, options: () => ({ bridge: bridge.url }), transport: 'sse', reason: /websocket: .*1006/ },
   { name: 'WebSocket refused, event stream buffered by a proxy → long-poll', cable: () => refused.ws, options: () => ({ bridge: proxy.url }), transport: 'longpoll', reason: /websocket: .*1006/ },
   { name: "transports: ['longpoll']", cable: () => refused.ws, options: () => ({ bridge: bridge.url, transports: ['longpoll'] }), transport: 'longpoll' },
-  { name: 'WebSocket black-holed → SSE after the head start', cable: () => blackHole.ws, options: () => ({ bridge: bridge.url, headStartMs: 300 }), transport: 'sse', reason: /no welcome within the head start/, libs: ['8'] },
+  // Only SSE behind the WebSocket: which bridge transport wins a race
+  // against a hung WebSocket depends on the machine's load.
+  { name: 'WebSocket black-holed → SSE after the head start', cable: () => blackHole.ws, options: () => ({ bridge: bridge.url, headStartMs: 300, transports: ['websocket', 'sse'] }), transport: 'sse', reason: /^websocket: no welcome within \d+ms$/, libs: ['8'] },
 ]
 
 for (const lib of ['8', '61']) {
