@@ -127,10 +127,10 @@ func (o options) consumerOptions(onChange func(fallback.Change)) ([]cable.Option
 
 // change describes a move between transports for JS as JSON
 // {"from","to","upgrade","reason"}. An upgrade (the background probe moved
-// the connection back up) has reason "upgrade". A fallback's reason is why
-// the better transports failed; fallback.Change has none when they were
-// outraced (no welcome within the head start) or not tried (they failed on
-// an earlier connection).
+// the connection back up) has reason "upgrade". Otherwise the reason is
+// fallback.Change's (why the better transports failed or hung, or why the
+// live one was left); it has none when the better ones were not tried,
+// because the connection starts from what worked last time.
 func change(ch fallback.Change) func([]byte) ([]byte, error) {
 	upgrade := ch.Upgrade
 	reason := "upgrade"
@@ -138,7 +138,7 @@ func change(ch fallback.Change) func([]byte) ([]byte, error) {
 	case ch.Reason != nil:
 		reason = ch.Reason.Error()
 	case !upgrade:
-		reason = ch.From + ": no welcome within the head start, or failed on an earlier connection"
+		reason = ch.From + ": not tried: the connection starts from what worked last time"
 	}
 	return func(dst []byte) ([]byte, error) {
 		dst = append(dst, `{"from":`...)
