@@ -194,8 +194,13 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	}
 }
 
-// WithWriteTimeout bounds a command write whose context has no deadline
-// (default 10 s).
+// WithWriteTimeout bounds every command write (default 10 s). A write
+// that takes longer fails and drops the connection, which is then
+// redialled: one that cannot take a frame for so long is broken. The
+// context given to Perform, Send or Unsubscribe bounds only that call: one
+// already done sends nothing, and one that ends during the write returns
+// its error while the write goes on (the frame may still arrive). Neither
+// affects the connection.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {
@@ -239,7 +244,8 @@ type Frame struct {
 // welcome and ping included, before the consumer acts on it. It runs on
 // the connection's reader goroutine and must not block; it must copy what
 // it keeps. It is meant for proxies (the Cableway bridge passes frames on
-// with it) and for tracing.
+// with it) and for tracing. It may call Close, which then returns without
+// waiting for the goroutine the hook runs on (see Consumer.Close).
 func WithFrameHook(f func(Frame)) Option {
 	return func(o *options) { o.frameHook = f }
 }

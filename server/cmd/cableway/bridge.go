@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cableway/cableway/sdk/transport"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 	"github.com/cableway/cableway/server/bridge"
 )
@@ -353,7 +354,7 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 		scheme = "https"
 	}
 	logger.Info("bridge listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(),
-		"upstream", redactURL(cfg.upstream), "metrics", cfg.metrics)
+		"upstream", transport.RedactURL(cfg.upstream), "metrics", cfg.metrics)
 
 	select {
 	case <-ctx.Done():
@@ -448,14 +449,4 @@ func withBodyDeadline(next http.Handler, d time.Duration) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// redactURL drops user info and the query, where secrets travel, for logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }

@@ -211,18 +211,18 @@ func checkURL(flagName, raw string, schemes ...string) error {
 		return fmt.Errorf("%s %q: not a URL: %v", flagName, cutQuery(raw), err)
 	}
 	if !slices.Contains(schemes, u.Scheme) {
-		return fmt.Errorf("%s %q: want a %s URL", flagName, redactURL(raw), want)
+		return fmt.Errorf("%s %q: want a %s URL", flagName, transport.RedactURL(raw), want)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%s %q: no host", flagName, redactURL(raw))
+		return fmt.Errorf("%s %q: no host", flagName, transport.RedactURL(raw))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
-			return fmt.Errorf("%s %q: bad port %q", flagName, redactURL(raw), p)
+			return fmt.Errorf("%s %q: bad port %q", flagName, transport.RedactURL(raw), p)
 		}
 	}
 	if u.User != nil {
-		return fmt.Errorf("%s %q: credentials in the URL are not sent; use --header", flagName, redactURL(raw))
+		return fmt.Errorf("%s %q: credentials in the URL are not sent; use --header", flagName, transport.RedactURL(raw))
 	}
 	return nil
 }
@@ -328,7 +328,7 @@ func (cfg *clientConfig) subscribe(ctx context.Context, logger *slog.Logger) (*c
 		}
 		return nil, nil, cfg.explainSubscribe(err, id, c)
 	}
-	logger.Info("subscribed", "url", redactURL(cfg.url), "identifier", id, "transport", current.Load())
+	logger.Info("subscribed", "url", transport.RedactURL(cfg.url), "identifier", id, "transport", current.Load())
 	return c, sub, nil
 }
 
@@ -338,9 +338,9 @@ func (cfg *clientConfig) explainDial(err error) error {
 		he *transport.HandshakeError
 		de *cable.DisconnectError
 	)
-	target := redactURL(cfg.url)
+	target := transport.RedactURL(cfg.url)
 	if cfg.transport == "sse" || cfg.transport == "longpoll" {
-		target = "the bridge " + redactURL(cfg.bridge)
+		target = "the bridge " + transport.RedactURL(cfg.bridge)
 	}
 	switch {
 	case errors.Is(err, cable.ErrUnauthorized) || errors.As(err, &he) && he.StatusCode == 401:
