@@ -355,7 +355,7 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 		case protocol.TypeConfirm, protocol.TypeReject, protocol.TypeMessage:
 			c.dispatch(&m, buf)
 		case protocol.TypeDisconnect:
-			return welcomed, &DisconnectError{Reason: m.Reason, Reconnect: m.Reconnect}
+			return welcomed, DisconnectOf(&m)
 		}
 	}
 }
