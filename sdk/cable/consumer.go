@@ -11,7 +11,6 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // Consumer is a connection to an ActionCable server that keeps itself
@@ -28,6 +27,7 @@ type Consumer struct {
 	done   chan struct{} // closed when run returns; err is set then
 	err    error
 
+	unnotify func()        // unregisters from a transport.ChangeNotifier
 	welcomed chan struct{} // closed at the first welcome
 	events   *eventQueue
 
@@ -95,11 +95,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.events = newEventQueue(o.onEvent, o.maxEventsLag, o.logger)
-	if o.bridgeURL != "" {
-		c.transport = fallback.Bridged(o.bridgeURL, append(o.bridgeOpts, fallback.WithOnChange(func(ch fallback.Change) {
+	if n, ok := c.transport.(transport.ChangeNotifier); ok {
+		c.unnotify = n.OnChange(func(ch transport.Change) {
 			c.o.logger.Info("cable: transport changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
 			c.events.emit(Event{Kind: EventTransportChanged, Transport: ch.To, From: ch.From, Upgrade: ch.Upgrade, Err: ch.Reason})
-		}))...)
+		})
 	}
 
 	lastErr := make(chan error, 1)
@@ -488,6 +488,9 @@ func (c *Consumer) stop(final error) {
 	}
 	if !errors.Is(final, ErrClosed) {
 		c.o.logger.Warn("cable: stopped", "err", final)
+	}
+	if c.unnotify != nil {
+		c.unnotify()
 	}
 	c.events.emit(Event{Kind: EventStopped, Transport: c.transport.Name(), Err: final})
 	c.events.close()

@@ -9,7 +9,6 @@ import (
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
@@ -45,8 +44,6 @@ type options struct {
 	bufferSize   int
 	maxEventsLag int
 	frameHook    func(Frame)
-	bridgeURL    string
-	bridgeOpts   []fallback.Option
 	noDialRetry  bool
 	noReconnect  bool
 }
@@ -66,23 +63,18 @@ func defaultOptions() options {
 
 // WithTransport sets how connections are made. The default is a
 // websocket.Transport with default options.
-func WithTransport(t transport.Transport) Option {
-	return func(o *options) { o.transport, o.bridgeURL = t, "" }
-}
-
-// WithBridge makes the consumer fall back to a Cableway bridge when
-// WebSockets to Rails fail: the WebSocket goes straight to the Dial URL
-// first; Server-Sent Events, then long-polling, go through the bridge at
-// bridgeURL (e.g. "https://example.com/cable-bridge"). It is
-// WithTransport(fallback.Bridged(bridgeURL, opts...)) plus events; see package
-// fallback for the racing and upgrade rules.
 //
-// Moves between transports are reported as EventTransportChanged.
-func WithBridge(bridgeURL string, opts ...fallback.Option) Option {
-	return func(o *options) {
-		o.transport = nil
-		o.bridgeURL, o.bridgeOpts = bridgeURL, opts
-	}
+// To fall back to a Cableway bridge when WebSockets to Rails fail, give it
+// the fallback transport (package sdk/transport/fallback):
+//
+//	cable.WithTransport(fallback.Bridged("https://example.com/cable-bridge"))
+//
+// A transport that implements transport.ChangeNotifier, as the fallback
+// does, has its moves between transports reported as
+// EventTransportChanged. A program that never names the fallback links
+// only the WebSocket transport.
+func WithTransport(t transport.Transport) Option {
+	return func(o *options) { o.transport = t }
 }
 
 // WithCodecs sets the codecs to offer, most preferred first. The default

@@ -33,7 +33,7 @@ func New(bridgeURL string, opts ...Option) *Transport {
 }
 
 // Name returns "longpoll".
-func (*Transport) Name() string { return "longpoll" }
+func (*Transport) Name() string { return transport.NameLongPoll }
 
 // Dial creates a bridge session with req's headers and the query of
 // req.URL (passed on to Rails), and starts polling it.

@@ -36,7 +36,7 @@ func New(bridgeURL string, opts ...Option) *Transport {
 }
 
 // Name returns "sse".
-func (*Transport) Name() string { return "sse" }
+func (*Transport) Name() string { return transport.NameSSE }
 
 // Dial creates a bridge session with req's headers (Cookie,
 // Authorization) and the query of req.URL (where browsers put tokens),

@@ -42,7 +42,7 @@ func New(opts ...Option) *Transport {
 }
 
 // Name returns "websocket".
-func (*Transport) Name() string { return "websocket" }
+func (*Transport) Name() string { return transport.NameWebSocket }
 
 // Dial opens a WebSocket to req.URL offering req.Subprotocols. It fails
 // with transport.ErrUnsupportedSubprotocol when the server picks one that

@@ -21,6 +21,7 @@ import (
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/longpoll"
 	"github.com/cableway/cableway/sdk/transport/sse"
 )
@@ -271,7 +272,7 @@ func (cfg *clientConfig) dialOptions(logger *slog.Logger) ([]cable.Option, error
 	switch cfg.transport {
 	case "auto":
 		if cfg.bridge != "" {
-			opts = append(opts, cable.WithBridge(cfg.bridge))
+			opts = append(opts, cable.WithTransport(fallback.Bridged(cfg.bridge)))
 		}
 	case "sse":
 		opts = append(opts, cable.WithTransport(sse.New(cfg.bridge)))
