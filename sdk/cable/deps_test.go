@@ -1,7 +1,11 @@
 package cable_test
 
 import (
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"runtime"
 	"strings"
 	"testing"
@@ -51,4 +55,24 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestExamplesUsePublicAPI: the examples can be copied out of the module,
+// so they import no internal package.
+func TestExamplesUsePublicAPI(t *testing.T) {
+	files, err := filepath.Glob("example*_test.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example files: %v", err)
+	}
+	for _, name := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			if path, _ := strconv.Unquote(imp.Path.Value); strings.Contains("/"+path+"/", "/internal/") {
+				t.Errorf("%s imports %s, which users cannot", name, path)
+			}
+		}
+	}
 }
