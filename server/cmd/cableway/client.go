@@ -103,21 +103,21 @@ const performExamples = `Examples:
 
 func clientCommand(name, intro string, cfg *clientConfig) *command {
 	c := newCommand(name, intro)
-	c.add(stringValue{&cfg.url}, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails, also through --bridge", true)
-	c.add(stringValue{&cfg.channel}, "channel", "NAME", "channel class, e.g. ChatChannel", false)
+	c.str(&cfg.url, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails, also through --bridge", true)
+	c.str(&cfg.channel, "channel", "NAME", "channel class, e.g. ChatChannel", false)
 	c.add(repeatedValue{&cfg.params}, "param", "KEY=VALUE", "identifier param, repeatable, order kept; KEY:=JSON for a non-string value (id:=42)", false)
 	c.add(repeatedValue{&cfg.headers}, "header", "'NAME: VALUE'", "handshake header, repeatable, e.g. 'Authorization: Bearer …'", false)
 	c.envReadByHand("CABLEWAY_HEADER: one header a line, keeps secrets out of ps")
-	c.add(stringValue{&cfg.transport}, "transport", "MODE", "auto, websocket, sse or longpoll (sse and longpoll go through --bridge)", true)
-	c.add(stringValue{&cfg.bridge}, "bridge", "URL", "a Cableway bridge's base URL, http:// or https://, for auto's fallback and for sse and longpoll", true)
-	c.add(stringValue{&cfg.output}, "output", "MODE", "auto, json (one line of JSON per message) or text (time and message); auto: text on a terminal, json otherwise", true)
-	c.add(boolValue{&cfg.msgpack}, "msgpack", "", "speak actioncable-v1-msgpack on a WebSocket (a Cableway bridge offers it; Rails does not)", true)
-	c.add(durationValue{&cfg.timeout}, "timeout", "DURATION", "deadline to connect and get the subscription confirmed", true)
-	c.add(levelValue{&cfg.logLevel}, "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
+	c.str(&cfg.transport, "transport", "MODE", "auto, websocket, sse or longpoll (sse and longpoll go through --bridge)", true)
+	c.str(&cfg.bridge, "bridge", "URL", "a Cableway bridge's base URL, http:// or https://, for auto's fallback and for sse and longpoll", true)
+	c.str(&cfg.output, "output", "MODE", "auto, json (one line of JSON per message) or text (time and message); auto: text on a terminal, json otherwise", true)
+	c.boolean(&cfg.msgpack, "msgpack", "speak actioncable-v1-msgpack on a WebSocket (a Cableway bridge offers it; Rails does not)", true)
+	c.add(durationValue(&cfg.timeout), "timeout", "DURATION", "deadline to connect and get the subscription confirmed", true)
+	c.add(levelValue(&cfg.logLevel), "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
 	if name == "perform" {
-		c.add(stringValue{&cfg.action}, "action", "NAME", "action to perform, e.g. speak", false)
-		c.add(stringValue{&cfg.data}, "data", "JSON", "the action's data, a JSON object; \"action\" is added", false)
-		c.add(durationValue{&cfg.linger}, "linger", "DURATION", "how long to keep the socket open after performing", true)
+		c.str(&cfg.action, "action", "NAME", "action to perform, e.g. speak", false)
+		c.str(&cfg.data, "data", "JSON", "the action's data, a JSON object; \"action\" is added", false)
+		c.add(durationValue(&cfg.linger), "linger", "DURATION", "how long to keep the socket open after performing", true)
 	}
 	c.outro = clientExitCodes + "\n\n" + listenExamples
 	if name == "perform" {
