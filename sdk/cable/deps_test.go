@@ -5,8 +5,8 @@ import (
 	"go/token"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )

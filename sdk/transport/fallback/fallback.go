@@ -346,8 +346,8 @@ func (t *Transport) ladder() []bridgeconn.Downstream {
 	}
 	l := []bridgeconn.Downstream{ws}
 	for _, tr := range t.transports {
-		if b, ok := tr.(interface{ Downstream() bridgeconn.Downstream }); ok {
-			l = append(l, b.Downstream())
+		if d, ok := bridgeconn.DownstreamOf(tr); ok {
+			l = append(l, d)
 		}
 	}
 	return l
