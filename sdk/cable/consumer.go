@@ -331,6 +331,9 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 			return welcomed, err
 		}
 		c.stats.frames.Add(1)
+		if c.o.frameLimit > 0 && len(buf) > c.o.frameLimit {
+			return welcomed, fmt.Errorf("cable: %w: %d bytes, the limit is %d", transport.ErrFrameTooLarge, len(buf), c.o.frameLimit)
+		}
 		if derr := codec.DecodeMessage(buf, &m); derr != nil {
 			c.frameError(derr, buf)
 			continue

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
 func TestDoneContextFailsOnlyThatCall(t *testing.T) {
@@ -135,5 +137,26 @@ func TestDialErrorNamesNoSecret(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Dial error = %v, want the deadline", err)
+	}
+}
+
+// WithFrameLimit holds whatever the transport: here one whose own limit
+// is far above it.
+func TestFrameLimitWithAnyTransport(t *testing.T) {
+	r := newRig(t)
+	c := r.dial(cable.WithTransport(websocket.New(websocket.WithReadLimit(1<<20))), cable.WithFrameLimit(512))
+	sc := r.conn()
+	s := r.subscribe(c, lobby)
+	r.broadcast(sc, lobby, text{strings.Repeat("x", 1024)})
+	if e := r.event(cable.EventDisconnected); !errors.Is(e.Err, transport.ErrFrameTooLarge) || !e.WillReconnect {
+		t.Fatalf("EventDisconnected = %v, want ErrFrameTooLarge and a reconnect", e)
+	}
+	r.wait(sc.Done(), "the server's connection closed")
+	sc2 := r.conn()
+	r.event(cable.EventConnected)
+	r.command(protocol.CommandSubscribe, lobby)
+	r.broadcast(sc2, lobby, text{"small"})
+	if got := r.receiveText(s); got != "small" {
+		t.Errorf("after the reconnect got %q", got)
 	}
 }

@@ -44,6 +44,7 @@ type options struct {
 	bufferSize   int
 	maxEventsLag int
 	frameHook    func(Frame)
+	frameLimit   int
 	noDialRetry  bool
 	noReconnect  bool
 }
@@ -217,6 +218,20 @@ func WithMessageBuffer(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.bufferSize = n
+		}
+	}
+}
+
+// WithFrameLimit caps the frames the consumer accepts at n bytes, whatever
+// the transport (a transport's own limit, like websocket.WithReadLimit,
+// stops a large frame sooner, before it is read whole). A connection that
+// brings a larger frame is dropped, with an error wrapping
+// transport.ErrFrameTooLarge, and redialled as any lost connection. The
+// default is no cap beyond the transport's.
+func WithFrameLimit(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.frameLimit = n
 		}
 	}
 }
