@@ -67,17 +67,14 @@ export interface LoadOptions {
   headers?: Record<string, string>
 }
 
-/** Starts (once) the WebAssembly instance; later calls merge their options. */
-export function load(options?: LoadOptions): Promise<unknown>
+/** Starts (once) the WebAssembly instance; later calls merge their options. Resolves when it runs. */
+export function load(options?: LoadOptions): Promise<void>
 
 /**
  * Merges options into the configuration without starting the instance
  * (cableway/node hands in `ws` with it). load() takes the same options.
  */
 export function configure(options?: LoadOptions): void
-
-/** Ends the running Go instance as a panic would (for tests of recovery). */
-export function crash(): Promise<void>
 
 export interface CableSocketEventMap {
   open: { type: 'open'; target: CableSocket }
@@ -152,7 +149,7 @@ export interface SubscriptionMixin {
   connected?(this: Subscription, info: { reconnected: boolean }): void
   disconnected?(this: Subscription, info: { willAttemptReconnect: boolean }): void
   rejected?(this: Subscription): void
-  received?(this: Subscription, data: any): void
+  received?(this: Subscription, data: unknown): void
   [method: string]: unknown
 }
 
@@ -162,7 +159,7 @@ export class Subscription {
   readonly identifier: string
   /** Calls the channel's action; resolves once sent, rejects (sending nothing) while not confirmed and connected. */
   perform(action: string, data?: Record<string, unknown>): Promise<void>
-  /** Sends data (which names its action) as the command's data. */
+  /** Sends data as the command's data: Rails calls the channel method its `action` names, or the channel's `receive` when it names none. */
   send(data: Record<string, unknown>): Promise<void>
   unsubscribe(): void
 }

@@ -7,11 +7,19 @@
 // or the whole consumer: createConsumer(url).subscriptions.create(...).
 // Under Node (and Electron's main process) import 'cableway/node' first.
 import { Consumer } from './consumer.js'
-import { load } from './loader.js'
+import { load as start } from './loader.js'
 
 export { CableSocket, cableSocketWith, install } from './socket.js'
 export { Consumer, Subscription, Subscriptions } from './consumer.js'
-export { load, crash, configure } from './loader.js'
+export { configure } from './loader.js'
+
+/**
+ * Configures and starts (once) the WebAssembly instance; resolves, with
+ * nothing, when it runs. Later calls merge their options.
+ */
+export function load(options) {
+  return start(options).then(() => {})
+}
 
 /**
  * Creates a consumer for the cable at url (ws(s):// or http(s)://), as
@@ -40,7 +48,7 @@ export function createConsumer(url, options) {
   let lastError
   consumer.addEventListener('error', ({ error }) => { lastError = error })
   consumer.addEventListener('stopped', () => fail(lastError ?? new Error('cableway: the consumer stopped before it connected')))
-  load().catch((error) => fail(error, true))
+  start().catch((error) => fail(error, true))
   Object.defineProperty(consumer, 'ready', {
     get() {
       observed = true

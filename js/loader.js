@@ -152,7 +152,8 @@ async function start() {
     module.catch(() => { module = undefined })
   }
   const go = new globalThis.Go()
-  const instance = await WebAssembly.instantiate(await module, go.importObject)
+  let hasExited = false
+  const instance = await WebAssembly.instantiate(await module, quietAfterExit(go.importObject, () => hasExited))
   // Go's main calls this with its exported functions and gets back the
   // JS functions it calls: notify() and the Wire (the WebSocket hook).
   const key = `__cablewayBoot${bootSeq++}`
@@ -163,12 +164,11 @@ async function start() {
   }
   go.argv = ['cableway', key]
   const died = (err) => rt?.die(err ?? new Error('cableway: the Go instance exited'))
-  // wasm_exec.js leaves the dead program's timers armed and throws from
-  // them; as it is the same Go version's file, its fields are known.
+  // Only wasm_exec.js's public surface is used: argv, exit, importObject
+  // and run. Its exit hook tells that the program ended.
   go.exit = (code) => {
-    for (const t of go._scheduledTimeouts?.values() ?? []) clearTimeout(t)
-    go._scheduledTimeouts?.clear()
-    go._resume = () => {}
+    hasExited = true
+    if (rt) rt.exited = true
     if (code !== 0) console.warn(`cableway: the Go instance exited with code ${code}`)
     queueMicrotask(() => died())
   }
@@ -177,6 +177,37 @@ async function start() {
   exited.then(() => died(), died)
   if (!rt) throw new Error('cableway: the Go instance exited while starting')
   return rt
+}
+
+// quietAfterExit returns imports whose Go timers do nothing once the
+// program has exited: wasm_exec.js leaves them armed, and one that fires
+// then throws from a timer (an uncaught exception, fatal under Node). It
+// wraps the import the Go runtime schedules its timers with
+// (runtime.scheduleTimeoutEvent, part of the ABI between the runtime and
+// wasm_exec.js), handing it a setTimeout whose callbacks first ask
+// whether the program still runs; the handles it returns are setTimeout's,
+// so clearTimeoutEvent still clears them.
+function quietAfterExit(importObject, hasExited) {
+  const gojs = importObject.gojs
+  const schedule = gojs?.['runtime.scheduleTimeoutEvent']
+  if (typeof schedule !== 'function') return importObject
+  const setTimeoutOnce = globalThis.setTimeout
+  const guarded = (fn, ms, ...args) => setTimeoutOnce(() => { if (!hasExited()) fn(...args) }, ms)
+  return {
+    ...importObject,
+    gojs: {
+      ...gojs,
+      'runtime.scheduleTimeoutEvent': (sp) => {
+        const saved = globalThis.setTimeout
+        globalThis.setTimeout = guarded
+        try {
+          schedule(sp)
+        } finally {
+          globalThis.setTimeout = saved
+        }
+      },
+    },
+  }
 }
 
 // Macrotask scheduling: later than the message events already queued, so a
@@ -202,6 +233,7 @@ export class Runtime {
     this.go = go
     this.targets = new Map() // id → object with _record(kind, payload) and _died(err)
     this.dead = false
+    this.exited = false // set by start's exit hook
     this.scheduled = false
     this.flush = this.flush.bind(this)
     this.wire = new Wire(this, WS)
@@ -209,12 +241,12 @@ export class Runtime {
 
   /** Calls an exported Go function; a dead instance throws. */
   call(name, ...args) {
-    if (this.go.exited) this.die(new Error('cableway: the Go instance exited'))
+    if (this.exited) this.die(new Error('cableway: the Go instance exited'))
     if (this.dead) throw new Error('cableway: the Go instance has exited')
     try {
       return this.api[name](...args)
     } finally {
-      if (this.go.exited) this.die(new Error('cableway: the Go instance exited'))
+      if (this.exited) this.die(new Error('cableway: the Go instance exited'))
     }
   }
 
@@ -287,7 +319,10 @@ export class Runtime {
   }
 }
 
-/** Ends the running instance as a Go panic would (for tests). */
+/**
+ * Ends the running instance as a Go panic would. A test hook: the package
+ * root does not export it (tests import it from this file).
+ */
 export async function crash() {
   const rt = await load()
   rt.call('crash')

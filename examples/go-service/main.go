@@ -23,6 +23,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 func main() {
@@ -67,7 +68,7 @@ func (s *service) run(ctx context.Context) error {
 		}),
 	}
 	if s.bridge != "" {
-		opts = append(opts, cable.WithBridge(s.bridge))
+		opts = append(opts, cable.WithTransport(fallback.Bridged(s.bridge)))
 	}
 	if s.verbose {
 		opts = append(opts, cable.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))

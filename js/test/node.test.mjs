@@ -11,6 +11,8 @@ import { pack, unpack } from './msgpack.mjs'
 browserGlobals() // before the official clients load: they read self.WebSocket
 const require = createRequire(import.meta.url)
 const cableway = await import('../index.js')
+// The test hook is the loader's, not the package's.
+const { crash } = await import('../loader.js')
 cableway.load({ WebSocket })
 
 let rails
@@ -302,7 +304,7 @@ describe('a dead Go instance', () => {
       c.subscriptions.create({ channel: 'ChatChannel', room: 'crash' }, mixin(ev, 'chat'))
       await ev.next(is('chat', 'connected', (d) => d.reconnected === false))
 
-      await cableway.crash()
+      await crash()
       await ev.next(is('s', 'error'))
       assert.equal((await ev.next(is('s', 'close'))).data.code, 1006)
       assert.equal((await ev.next(is('c', 'error'))).data.reason, 'instance_exited')
@@ -317,5 +319,26 @@ describe('a dead Go instance', () => {
     } finally {
       await c.disconnect()
     }
+  })
+})
+
+describe('package surface', () => {
+  test('the root exports no test hook, and load() no internal type', async () => {
+    assert.equal('crash' in cableway, false, 'crash() is exported from the package root')
+    assert.equal(await cableway.load(), undefined)
+  })
+
+  test('declarations use unknown, not any', async () => {
+    const { readFile } = await import('node:fs/promises')
+    for (const file of ['../index.d.ts', '../node.d.ts']) {
+      const text = (await readFile(new URL(file, import.meta.url), 'utf8')).replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')
+      assert.doesNotMatch(text, /:\s*any\b|<any>|\bany\[\]/, `${file} declares any`)
+    }
+  })
+
+  test("the loader uses only wasm_exec.js's public surface", async () => {
+    const { readFile } = await import('node:fs/promises')
+    const text = (await readFile(new URL('../loader.js', import.meta.url), 'utf8')).replace(/\/\/.*$/gm, '')
+    assert.doesNotMatch(text, /\bgo\.(_\w+|exited\b)/, 'loader.js reads a private field of Go')
   })
 })

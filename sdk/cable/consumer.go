@@ -11,7 +11,6 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // Consumer is a connection to an ActionCable server that keeps itself
@@ -28,6 +27,7 @@ type Consumer struct {
 	done   chan struct{} // closed when run returns; err is set then
 	err    error
 
+	unnotify func()        // unregisters from a transport.ChangeNotifier
 	welcomed chan struct{} // closed at the first welcome
 	events   *eventQueue
 
@@ -36,6 +36,8 @@ type Consumer struct {
 	subs      map[string]*Subscription
 	connected bool // a welcome has been seen at least once
 	stopped   bool // stop has run: no new subscriptions
+
+	hooking atomic.Bool // the frame hook runs: Close must not wait for run
 
 	stats struct {
 		frames, decodeErrors, unknownIdentifier, reconnects atomic.Uint64
@@ -93,11 +95,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 	}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.events = newEventQueue(o.onEvent, o.maxEventsLag, o.logger)
-	if o.bridgeURL != "" {
-		c.transport = fallback.Bridged(o.bridgeURL, append(o.bridgeOpts, fallback.WithOnChange(func(ch fallback.Change) {
+	if n, ok := c.transport.(transport.ChangeNotifier); ok {
+		c.unnotify = n.OnChange(func(ch transport.Change) {
 			c.o.logger.Info("cable: transport changed", "from", ch.From, "to", ch.To, "reason", ch.Reason)
 			c.events.emit(Event{Kind: EventTransportChanged, Transport: ch.To, From: ch.From, Upgrade: ch.Upgrade, Err: ch.Reason})
-		}))...)
+		})
 	}
 
 	lastErr := make(chan error, 1)
@@ -114,7 +116,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Consumer, error) {
 		default:
 		}
 		c.Close()
-		return nil, fmt.Errorf("cable: dial %s: %w", redactURL(url), errors.Join(ctx.Err(), last))
+		return nil, fmt.Errorf("cable: dial %s: %w", transport.RedactURL(url), errors.Join(ctx.Err(), last))
 	}
 }
 
@@ -172,8 +174,17 @@ func (c *Consumer) Stats() Stats {
 // seconds (a polite close handshake). Events and handler callbacks already
 // queued still run after Close returns. It is safe to call more than once,
 // from any goroutine, including callbacks.
+//
+// A frame hook (WithFrameHook) runs on the connection goroutine that Close
+// waits for, so Close called while a hook runs — from the hook itself or
+// from elsewhere — stops the consumer without waiting: it returns at once,
+// and Done is closed once the hook has returned and the connection is
+// closed.
 func (c *Consumer) Close() error {
 	c.cancel(ErrClosed)
+	if c.hooking.Load() {
+		return nil
+	}
 	<-c.done
 	return nil
 }
@@ -320,12 +331,17 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 			return welcomed, err
 		}
 		c.stats.frames.Add(1)
+		if c.o.frameLimit > 0 && len(buf) > c.o.frameLimit {
+			return welcomed, fmt.Errorf("cable: %w: %d bytes, the limit is %d", transport.ErrFrameTooLarge, len(buf), c.o.frameLimit)
+		}
 		if derr := codec.DecodeMessage(buf, &m); derr != nil {
 			c.frameError(derr, buf)
 			continue
 		}
 		if c.o.frameHook != nil {
+			c.hooking.Store(true)
 			c.o.frameHook(Frame{Raw: buf, Message: &m, Codec: codec})
+			c.hooking.Store(false)
 		}
 		switch m.Type {
 		case protocol.TypeWelcome:
@@ -342,7 +358,7 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 		case protocol.TypeConfirm, protocol.TypeReject, protocol.TypeMessage:
 			c.dispatch(&m, buf)
 		case protocol.TypeDisconnect:
-			return welcomed, &DisconnectError{Reason: m.Reason, Reconnect: m.Reconnect}
+			return welcomed, DisconnectOf(&m)
 		}
 	}
 }
@@ -476,6 +492,9 @@ func (c *Consumer) stop(final error) {
 	if !errors.Is(final, ErrClosed) {
 		c.o.logger.Warn("cable: stopped", "err", final)
 	}
+	if c.unnotify != nil {
+		c.unnotify()
+	}
 	c.events.emit(Event{Kind: EventStopped, Transport: c.transport.Name(), Err: final})
 	c.events.close()
 }
@@ -523,27 +542,50 @@ func (c *Consumer) liveLink() *link {
 	return c.live
 }
 
-// send encodes cmd and writes it on l, bounding the write by the write
-// timeout when ctx has no deadline.
+// send encodes cmd and writes it on l. ctx bounds the call, the write
+// timeout the write (see WithWriteTimeout).
 func (c *Consumer) send(ctx context.Context, l *link, cmd *protocol.Command) error {
 	frame, err := l.codec.AppendCommand(nil, cmd)
 	if err != nil {
 		return fmt.Errorf("cable: encode %s: %w", cmd.Command, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.o.write)
+	// A transport closes its connection when the context of a write ends
+	// (a partial frame cannot be taken back), and the connection is every
+	// subscription's: the caller's ctx must fail this call only. So a done
+	// ctx sends nothing, and the write itself runs under the write timeout
+	// alone while the call waits for it or for ctx.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("cable: send %s: nothing sent: %w", cmd.Command, err)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.write)
+	if ctx.Done() == nil {
 		defer cancel()
+		return sendError(cmd, l.conn.WriteFrame(wctx, frame))
 	}
-	if err := l.conn.WriteFrame(ctx, frame); err != nil {
-		if errors.Is(err, transport.ErrNotSent) {
-			// Known not delivered (a bridge whose upstream is gone): the
-			// same as finding the connection down.
-			return fmt.Errorf("cable: send %s: %w: %w", cmd.Command, ErrNotConnected, err)
-		}
-		return fmt.Errorf("cable: send %s: %w", cmd.Command, err)
+	result := make(chan error, 1)
+	go func() {
+		defer cancel()
+		result <- l.conn.WriteFrame(wctx, frame)
+	}()
+	select {
+	case err := <-result:
+		return sendError(cmd, err)
+	case <-ctx.Done():
+		return fmt.Errorf("cable: send %s: the write goes on without the caller: %w", cmd.Command, ctx.Err())
 	}
-	return nil
+}
+
+// sendError wraps the error of writing cmd.
+func sendError(cmd *protocol.Command, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrNotSent):
+		// Known not delivered (a bridge whose upstream is gone): the
+		// same as finding the connection down.
+		return fmt.Errorf("cable: send %s: %w: %w", cmd.Command, ErrNotConnected, err)
+	}
+	return fmt.Errorf("cable: send %s: %w", cmd.Command, err)
 }
 
 func (c *Consumer) sendSubscribe(l *link, s *Subscription) {
@@ -622,16 +664,6 @@ func (c *Consumer) Subscribe(ctx context.Context, identifier string, opts ...Sub
 		s.Unsubscribe(context.Background())
 		return nil, fmt.Errorf("cable: subscribe %s: %w", identifier, ctx.Err())
 	}
-}
-
-// redactURL drops the query string, where tokens often travel.
-func redactURL(u string) string {
-	for i := 0; i < len(u); i++ {
-		if u[i] == '?' || u[i] == '#' {
-			return u[:i]
-		}
-	}
-	return u
 }
 
 // eventQueue runs the event handler on its own goroutine, in order.

@@ -50,6 +50,15 @@ func (e *DisconnectError) Error() string {
 	return fmt.Sprintf("cable: server disconnected: %s (reconnect %v)", r, e.Reconnect)
 }
 
+// DisconnectOf reads a disconnect frame (m.Type is protocol.TypeDisconnect)
+// as the consumer acts on it. A frame with no "reconnect" key (Rails ≥ 6.0
+// always sends one) advises no reconnect, as in @rails/actioncable, whose
+// close({allowReconnect: undefined}) stops its monitor. Code that passes
+// disconnects on (the Cableway bridge) reads them with it too.
+func DisconnectOf(m *protocol.Message) *DisconnectError {
+	return &DisconnectError{Reason: m.Reason, Reconnect: m.HasReconnect && m.Reconnect}
+}
+
 // Is makes errors.Is(err, ErrUnauthorized) true for unauthorized disconnects.
 func (e *DisconnectError) Is(target error) bool {
 	return target == ErrUnauthorized && e.Reason == protocol.ReasonUnauthorized

@@ -2,20 +2,90 @@ package cable_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/cableway/cableway/internal/cabletest"
+	"github.com/coder/websocket"
+
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 )
 
-// The examples talk to an in-process ActionCable server (internal/
-// cabletest) that welcomes each connection and confirms each subscription;
-// where a server does more, the example says what it plays.
+// The examples talk to fakeRails, an in-process ActionCable server defined
+// below on the public API of net/http and github.com/coder/websocket: it
+// welcomes each connection and confirms each subscription; where it does
+// more, the example says what it plays. Against Rails, use its URL.
+
+// fakeRails speaks just enough ActionCable (JSON) for the examples.
+type fakeRails struct {
+	srv      *httptest.Server
+	URL      string       // ws://127.0.0.1:port/cable
+	commands chan command // the commands clients sent, subscribes aside
+
+	mu   sync.Mutex
+	conn *websocket.Conn // the latest connection
+}
+
+type command struct{ Command, Identifier, Data string }
+
+func startFakeRails() *fakeRails {
+	r := &fakeRails{commands: make(chan command, 16)}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	r.URL = "ws" + strings.TrimPrefix(r.srv.URL, "http") + "/cable"
+	return r
+}
+
+func (r *fakeRails) Close() { r.srv.Close() }
+
+func (r *fakeRails) serve(w http.ResponseWriter, req *http.Request) {
+	c, err := websocket.Accept(w, req, &websocket.AcceptOptions{Subprotocols: []string{"actioncable-v1-json"}})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx := req.Context()
+	r.mu.Lock()
+	r.conn = c
+	r.mu.Unlock()
+	r.send(ctx, c, map[string]any{"type": "welcome"})
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		var cmd command
+		if json.Unmarshal(data, &cmd) != nil {
+			continue
+		}
+		if cmd.Command == "subscribe" {
+			r.send(ctx, c, map[string]any{"type": "confirm_subscription", "identifier": cmd.Identifier})
+			continue
+		}
+		r.commands <- cmd
+	}
+}
+
+func (r *fakeRails) send(ctx context.Context, c *websocket.Conn, frame map[string]any) {
+	b, _ := json.Marshal(frame)
+	c.Write(ctx, websocket.MessageText, b)
+}
+
+// broadcast sends message to the subscribers of identifier, as
+// ChannelName.broadcast_to does.
+func (r *fakeRails) broadcast(ctx context.Context, identifier string, message any) {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	r.send(ctx, c, map[string]any{"identifier": identifier, "message": message})
+}
 
 func ExampleDial() {
-	srv := cabletest.New()
+	srv := startFakeRails()
 	defer srv.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -35,7 +105,7 @@ func ExampleDial() {
 }
 
 func ExampleConsumer_Subscribe() {
-	srv := cabletest.New()
+	srv := startFakeRails()
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -54,8 +124,7 @@ func ExampleConsumer_Subscribe() {
 	}
 
 	// The server plays Rails: ChatChannel.broadcast_to("lobby", …).
-	conn, _ := srv.NextConn(ctx)
-	conn.Broadcast(ctx, room, map[string]any{"user": "alice", "text": "hello"})
+	srv.broadcast(ctx, room, map[string]any{"user": "alice", "text": "hello"})
 
 	var msg struct {
 		User string `json:"user"`
@@ -75,7 +144,7 @@ func ExampleConsumer_Subscribe() {
 }
 
 func ExampleSubscription_Perform() {
-	srv := cabletest.New()
+	srv := startFakeRails()
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -98,13 +167,13 @@ func ExampleSubscription_Perform() {
 	}
 
 	// What the server received:
-	cmd, _ := srv.NextCommand(ctx, cabletest.Is(protocol.CommandMessage, ""))
-	fmt.Println(cmd.Command.Command, cmd.Data)
+	cmd := <-srv.commands
+	fmt.Println(cmd.Command, cmd.Data)
 	// Output: message {"text":"hi","action":"speak"}
 }
 
 func ExampleWithHandler() {
-	srv := cabletest.New()
+	srv := startFakeRails()
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -140,9 +209,8 @@ func ExampleWithHandler() {
 	}
 
 	// The server plays Rails: NumbersChannel.broadcast(…) three times.
-	conn, _ := srv.NextConn(ctx)
 	for n := range 3 {
-		conn.Broadcast(ctx, room, n)
+		srv.broadcast(ctx, room, n)
 	}
 
 	<-lastReceived

@@ -9,7 +9,6 @@ import (
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
@@ -45,8 +44,7 @@ type options struct {
 	bufferSize   int
 	maxEventsLag int
 	frameHook    func(Frame)
-	bridgeURL    string
-	bridgeOpts   []fallback.Option
+	frameLimit   int
 	noDialRetry  bool
 	noReconnect  bool
 }
@@ -66,23 +64,18 @@ func defaultOptions() options {
 
 // WithTransport sets how connections are made. The default is a
 // websocket.Transport with default options.
-func WithTransport(t transport.Transport) Option {
-	return func(o *options) { o.transport, o.bridgeURL = t, "" }
-}
-
-// WithBridge makes the consumer fall back to a Cableway bridge when
-// WebSockets to Rails fail: the WebSocket goes straight to the Dial URL
-// first; Server-Sent Events, then long-polling, go through the bridge at
-// bridgeURL (e.g. "https://example.com/cable-bridge"). It is
-// WithTransport(fallback.Bridged(bridgeURL, opts...)) plus events; see package
-// fallback for the racing and upgrade rules.
 //
-// Moves between transports are reported as EventTransportChanged.
-func WithBridge(bridgeURL string, opts ...fallback.Option) Option {
-	return func(o *options) {
-		o.transport = nil
-		o.bridgeURL, o.bridgeOpts = bridgeURL, opts
-	}
+// To fall back to a Cableway bridge when WebSockets to Rails fail, give it
+// the fallback transport (package sdk/transport/fallback):
+//
+//	cable.WithTransport(fallback.Bridged("https://example.com/cable-bridge"))
+//
+// A transport that implements transport.ChangeNotifier, as the fallback
+// does, has its moves between transports reported as
+// EventTransportChanged. A program that never names the fallback links
+// only the WebSocket transport.
+func WithTransport(t transport.Transport) Option {
+	return func(o *options) { o.transport = t }
 }
 
 // WithCodecs sets the codecs to offer, most preferred first. The default
@@ -194,8 +187,13 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	}
 }
 
-// WithWriteTimeout bounds a command write whose context has no deadline
-// (default 10 s).
+// WithWriteTimeout bounds every command write (default 10 s). A write
+// that takes longer fails and drops the connection, which is then
+// redialled: one that cannot take a frame for so long is broken. The
+// context given to Perform, Send or Unsubscribe bounds only that call: one
+// already done sends nothing, and one that ends during the write returns
+// its error while the write goes on (the frame may still arrive). Neither
+// affects the connection.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {
@@ -224,6 +222,20 @@ func WithMessageBuffer(n int) Option {
 	}
 }
 
+// WithFrameLimit caps the frames the consumer accepts at n bytes, whatever
+// the transport (a transport's own limit, like websocket.WithReadLimit,
+// stops a large frame sooner, before it is read whole). A connection that
+// brings a larger frame is dropped, with an error wrapping
+// transport.ErrFrameTooLarge, and redialled as any lost connection. The
+// default is no cap beyond the transport's.
+func WithFrameLimit(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.frameLimit = n
+		}
+	}
+}
+
 // Frame is one frame as it arrived, for WithFrameHook.
 type Frame struct {
 	// Raw is the frame's bytes, in Codec's encoding. It is valid only
@@ -239,7 +251,8 @@ type Frame struct {
 // welcome and ping included, before the consumer acts on it. It runs on
 // the connection's reader goroutine and must not block; it must copy what
 // it keeps. It is meant for proxies (the Cableway bridge passes frames on
-// with it) and for tracing.
+// with it) and for tracing. It may call Close, which then returns without
+// waiting for the goroutine the hook runs on (see Consumer.Close).
 func WithFrameHook(f func(Frame)) Option {
 	return func(o *options) { o.frameHook = f }
 }

@@ -131,7 +131,9 @@ func (s *Subscription) Confirmed() bool {
 // gets an "action" key and is sent as the command's data. It returns
 // ErrNotConnected, sending nothing, unless the connection is up and the
 // subscription confirmed. A nil error means the frame was handed to the
-// network; ActionCable sends no acknowledgement.
+// network; ActionCable sends no acknowledgement. ctx bounds this call
+// only: when it is done already nothing is sent, and in no case does it
+// close the connection the subscriptions share (see WithWriteTimeout).
 func (s *Subscription) Perform(ctx context.Context, action string, data any) error {
 	body := []byte("{}")
 	if data != nil {
@@ -156,8 +158,11 @@ func (s *Subscription) Perform(ctx context.Context, action string, data any) err
 	return s.sendData(ctx, string(out))
 }
 
-// Send sends data, which must encode to a JSON object that names its
-// action, as the command's data (the raw form of Perform).
+// Send sends data, which must encode to a JSON object, as the command's
+// data: the raw form of Perform. Rails calls the channel method that its
+// "action" key names, or the channel's receive method when it has none
+// (and drops the command if the channel has no receive). ctx is used as by
+// Perform.
 func (s *Subscription) Send(ctx context.Context, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {

@@ -14,6 +14,17 @@ import (
 	"fmt"
 )
 
+// Names of this module's transports, as their Name methods and
+// Describer.TransportName return them. Compare names with these.
+const (
+	NameWebSocket = "websocket"
+	NameSSE       = "sse"
+	NameLongPoll  = "longpoll"
+	// NameFallback is the fallback transport's own name; its connections
+	// describe themselves by the transport that carries them.
+	NameFallback = "fallback"
+)
+
 // Request describes one connection attempt.
 type Request struct {
 	// URL is the ActionCable endpoint, e.g. "wss://example.com/cable".
@@ -64,6 +75,28 @@ type Conn interface {
 // transports while it lives.
 type Describer interface {
 	TransportName() string
+}
+
+// Change reports a connection moving from one transport to another.
+type Change struct {
+	From, To string
+	// Upgrade is set when a background probe moved the connection to a
+	// better transport.
+	Upgrade bool
+	// Reason says why the connection is not on From: on a dial, the
+	// failures of the transports tried before To (a hanging one included);
+	// on a move down, the stall. It is nil for upgrades.
+	Reason error
+}
+
+// ChangeNotifier is implemented by transports whose connections can move
+// between transports (package fallback). The consumer (sdk/cable)
+// registers with it to report the moves as events; nothing else needs to.
+type ChangeNotifier interface {
+	// OnChange registers f to be told of every change of transport of the
+	// connections the transport dials, from the goroutine that made the
+	// change; f must not block. Calling remove unregisters f.
+	OnChange(f func(Change)) (remove func())
 }
 
 // Errors returned by transports, to be tested with errors.Is / errors.As.

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 )
 
@@ -568,7 +569,7 @@ func (cs *compatSession) onFrame(data []byte, now time.Time, m *protocol.Message
 		return true
 	case protocol.TypeDisconnect:
 		if !cs.lost {
-			cs.markLostLocked(now, m.Reason, m.Reconnect || !m.HasReconnect)
+			cs.markLostLocked(now, m.Reason, cable.DisconnectOf(m).Reconnect)
 		}
 	case protocol.TypeConfirm, protocol.TypeReject, protocol.TypeMessage:
 		ch := cs.chans[string(m.Identifier)]

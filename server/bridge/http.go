@@ -154,6 +154,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		cable.WithTransport(up),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
+		cable.WithFrameLimit(int(b.cfg.maxFrameBytes)), // whatever the upstream transport
 		cable.WithBackoff(b.cfg.backoff),
 		cable.WithLogger(b.cfg.logger),
 		cable.WithDialRetry(false), // answer the client now; it retries itself

@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,16 +55,7 @@ const (
 const probeTimeout = 5 * time.Second
 
 // Change reports a connection moving from one transport to another.
-type Change struct {
-	From, To string
-	// Upgrade is set when the background probe moved the connection to a
-	// better transport.
-	Upgrade bool
-	// Reason says why the connection is not on From: on a dial, the
-	// failures of the transports tried before To (a hanging one included);
-	// on a move down, the stall. It is nil for upgrades.
-	Reason error
-}
+type Change = transport.Change
 
 // Option configures a Transport.
 type Option func(*Transport)
@@ -97,8 +89,35 @@ func WithStallTimeout(d time.Duration) Option {
 
 // WithOnChange sets a function told of every change of transport. It is
 // called from the goroutine that made the change and must not block.
+// (OnChange adds more; a consumer of sdk/cable registers by itself.)
 func WithOnChange(f func(Change)) Option {
 	return func(t *Transport) { t.onChange = f }
+}
+
+// WithWebSocket configures the WebSocket transport that Bridged dials Rails
+// with, and that a bridged connection's probe re-attaches to the bridge
+// with: headers, HTTP client and TLS, compression, read limit. New
+// ignores it (its transports come configured).
+func WithWebSocket(opts ...websocket.Option) Option {
+	return func(t *Transport) { t.wsOpts = append(t.wsOpts, opts...) }
+}
+
+// WithSSE configures the SSE transport of Bridged (HTTP client and TLS,
+// largest frame). New ignores it.
+func WithSSE(opts ...sse.Option) Option {
+	return func(t *Transport) { t.sseOpts = append(t.sseOpts, opts...) }
+}
+
+// WithLongPoll configures the long-poll transport of Bridged (HTTP client
+// and TLS, poll timeout). New ignores it.
+func WithLongPoll(opts ...longpoll.Option) Option {
+	return func(t *Transport) { t.lpOpts = append(t.lpOpts, opts...) }
+}
+
+// WithoutLongPoll leaves long-polling out of Bridged's set: WebSocket,
+// then SSE only. New ignores it.
+func WithoutLongPoll() Option {
+	return func(t *Transport) { t.noLongPoll = true }
 }
 
 // Transport tries transports in order. It is safe for concurrent use.
@@ -109,7 +128,15 @@ type Transport struct {
 	stall      time.Duration
 	onChange   func(Change)
 
+	// Bridged's settings (see WithWebSocket and the others).
+	wsOpts     []websocket.Option
+	sseOpts    []sse.Option
+	lpOpts     []longpoll.Option
+	noLongPoll bool
+
 	mu        sync.Mutex
+	listeners []listener // OnChange's, in registration order
+	nextID    int
 	preferred int    // index of the transport that last opened
 	current   string // the transport the latest connection used
 }
@@ -124,13 +151,64 @@ func New(transports []transport.Transport, opts ...Option) *Transport {
 }
 
 // Bridged returns the usual setup: a WebSocket straight to the consumer's
-// URL (Rails), then SSE and long-polling through the bridge at bridgeURL.
+// URL (Rails), then SSE and long-polling through the bridge at bridgeURL
+// (e.g. "https://example.com/cable-bridge"), each configured by
+// WithWebSocket, WithSSE and WithLongPoll. With sdk/cable:
+//
+//	cable.Dial(ctx, "wss://example.com/cable",
+//		cable.WithTransport(fallback.Bridged("https://example.com/cable-bridge")))
+//
+// The consumer reports the moves between transports as events.
 func Bridged(bridgeURL string, opts ...Option) *Transport {
-	return New([]transport.Transport{websocket.New(), sse.New(bridgeURL), longpoll.New(bridgeURL)}, opts...)
+	t := New(nil, opts...)
+	t.transports = []transport.Transport{websocket.New(t.wsOpts...), sse.New(bridgeURL, t.sseOpts...)}
+	if !t.noLongPoll {
+		t.transports = append(t.transports, longpoll.New(bridgeURL, t.lpOpts...))
+	}
+	return t
+}
+
+// OnChange registers f to be told of every change of transport, as
+// WithOnChange's function is; remove unregisters it. It implements
+// transport.ChangeNotifier. A Transport remembers what worked for the
+// next dial, so it is best used by one consumer; f hears the changes of
+// every connection the Transport dials.
+func (t *Transport) OnChange(f func(Change)) (remove func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := t.nextID
+	t.nextID++
+	t.listeners = append(t.listeners, listener{id, f})
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.listeners = slices.DeleteFunc(t.listeners, func(l listener) bool { return l.id == id })
+	}
+}
+
+type listener struct {
+	id int
+	f  func(Change)
+}
+
+// notify tells WithOnChange's function and the listeners of ch.
+func (t *Transport) notify(ch Change) {
+	t.mu.Lock()
+	fs := make([]func(Change), 0, len(t.listeners)+1)
+	if t.onChange != nil {
+		fs = append(fs, t.onChange)
+	}
+	for _, l := range t.listeners {
+		fs = append(fs, l.f)
+	}
+	t.mu.Unlock()
+	for _, f := range fs {
+		f(ch)
+	}
 }
 
 // Name returns "fallback".
-func (*Transport) Name() string { return "fallback" }
+func (*Transport) Name() string { return transport.NameFallback }
 
 type attempt struct {
 	index  int
@@ -241,8 +319,8 @@ wait:
 	}
 	t.current = name
 	t.mu.Unlock()
-	if name != from && t.onChange != nil {
-		t.onChange(Change{From: from, To: name, Reason: errors.Join(errs...)})
+	if name != from {
+		t.notify(Change{From: from, To: name, Reason: errors.Join(errs...)})
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &conn{Conn: winner.conn, first: winner.first, name: name, t: t, cancel: winner.cancel,
@@ -268,8 +346,8 @@ func (t *Transport) ladder() []bridgeconn.Downstream {
 	}
 	l := []bridgeconn.Downstream{ws}
 	for _, tr := range t.transports {
-		if b, ok := tr.(interface{ Downstream() bridgeconn.Downstream }); ok {
-			l = append(l, b.Downstream())
+		if d, ok := bridgeconn.DownstreamOf(tr); ok {
+			l = append(l, d)
 		}
 	}
 	return l
@@ -437,12 +515,10 @@ func (c *conn) move(ctx context.Context, bc *bridgeconn.Conn, d bridgeconn.Downs
 	}
 	c.t.mu.Lock()
 	c.t.current = to
-	if to == "websocket" {
+	if to == transport.NameWebSocket {
 		c.t.preferred = 0 // WebSockets pass again: dial them first next time
 	}
 	c.t.mu.Unlock()
-	if c.t.onChange != nil {
-		c.t.onChange(Change{From: from, To: to, Upgrade: upgrade, Reason: reason})
-	}
+	c.t.notify(Change{From: from, To: to, Upgrade: upgrade, Reason: reason})
 	return err == nil
 }

@@ -204,12 +204,12 @@ func TestSSEOnly(t *testing.T) {
 	roundTrip(t, ctx, c, "sse")
 }
 
-func TestWithBridgeReportsTransportChange(t *testing.T) {
+func TestBridgedReportsTransportChange(t *testing.T) {
 	s := newStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	events := make(chan cable.Event, 64)
-	c, err := cable.Dial(ctx, refusedURL(t), cable.WithBridge(s.bridge),
+	c, err := cable.Dial(ctx, refusedURL(t), cable.WithTransport(fallback.Bridged(s.bridge)),
 		cable.WithHeader("Authorization", "Bearer secret-alice"),
 		cable.WithEventHandler(func(e cable.Event) { events <- e }))
 	if err != nil {

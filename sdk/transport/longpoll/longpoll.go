@@ -19,9 +19,12 @@ import (
 // Transport dials bridge sessions read by long-polling. It is safe for
 // concurrent use.
 type Transport struct {
-	base string
-	o    options
+	offer // the downstream, for package fallback
+	base  string
+	o     options
 }
+
+type offer = bridgeconn.Offer
 
 // New returns a transport for the bridge at bridgeURL.
 func New(bridgeURL string, opts ...Option) *Transport {
@@ -29,11 +32,12 @@ func New(bridgeURL string, opts ...Option) *Transport {
 	for _, opt := range opts {
 		opt(&t.o)
 	}
+	t.offer = bridgeconn.NewOffer(bridgeconn.Poll{Timeout: t.o.timeout})
 	return t
 }
 
 // Name returns "longpoll".
-func (*Transport) Name() string { return "longpoll" }
+func (*Transport) Name() string { return transport.NameLongPoll }
 
 // Dial creates a bridge session with req's headers and the query of
 // req.URL (passed on to Rails), and starts polling it.
@@ -42,12 +46,8 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 	if err != nil {
 		return nil, err
 	}
-	return bridgeconn.Open(s, t.Downstream()), nil
+	return bridgeconn.Open(s, bridgeconn.Poll{Timeout: t.o.timeout}), nil
 }
-
-// Downstream returns the long-poll downstream of this transport, for the
-// fallback transport's moves between downstreams.
-func (t *Transport) Downstream() bridgeconn.Downstream { return bridgeconn.Poll{Timeout: t.o.timeout} }
 
 // Option configures a Transport.
 type Option func(*options)

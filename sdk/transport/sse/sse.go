@@ -19,9 +19,12 @@ import (
 // Transport dials bridge sessions read over SSE. It is safe for
 // concurrent use.
 type Transport struct {
-	base string
-	o    options
+	offer // the downstream, for package fallback
+	base  string
+	o     options
 }
+
+type offer = bridgeconn.Offer
 
 // New returns a transport for the bridge at bridgeURL (its base, e.g.
 // "https://example.com/cable-bridge"). Of the consumer's URL only the
@@ -32,11 +35,12 @@ func New(bridgeURL string, opts ...Option) *Transport {
 	for _, opt := range opts {
 		opt(&t.o)
 	}
+	t.offer = bridgeconn.NewOffer(t.o.downstream())
 	return t
 }
 
 // Name returns "sse".
-func (*Transport) Name() string { return "sse" }
+func (*Transport) Name() string { return transport.NameSSE }
 
 // Dial creates a bridge session with req's headers (Cookie,
 // Authorization) and the query of req.URL (where browsers put tokens),
@@ -61,7 +65,3 @@ func WithMaxFrame(n int) Option {
 		}
 	}
 }
-
-// Downstream returns the SSE downstream of this transport, for the
-// fallback transport's moves between downstreams.
-func (t *Transport) Downstream() bridgeconn.Downstream { return t.o.downstream() }

@@ -128,5 +128,5 @@ func redactURLError(err error) error {
 	if !errors.As(err, &ue) {
 		return err
 	}
-	return &url.Error{Op: ue.Op, URL: redact(ue.URL), Err: ue.Err}
+	return &url.Error{Op: ue.Op, URL: transport.RedactURL(ue.URL), Err: ue.Err}
 }

@@ -42,7 +42,7 @@ func New(opts ...Option) *Transport {
 }
 
 // Name returns "websocket".
-func (*Transport) Name() string { return "websocket" }
+func (*Transport) Name() string { return transport.NameWebSocket }
 
 // Dial opens a WebSocket to req.URL offering req.Subprotocols. It fails
 // with transport.ErrUnsupportedSubprotocol when the server picks one that
@@ -53,23 +53,12 @@ func (*Transport) Name() string { return "websocket" }
 func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
 	c, err := t.dial(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("websocket: dial %s: %w", redact(req.URL), err)
+		return nil, fmt.Errorf("websocket: dial %s: %w", transport.RedactURL(req.URL), err)
 	}
 	return c, nil
 }
 
 func isBinary(subprotocol string) bool { return subprotocol == "actioncable-v1-msgpack" }
-
-// redact drops the query and user info from a URL for error messages:
-// tokens often travel there.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
-}
 
 // originFor derives the Origin Rails expects from the cable URL:
 // ws://host → http://host, wss://host → https://host.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cableway/cableway/sdk/transport"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 	"github.com/cableway/cableway/server/bridge"
 )
@@ -91,28 +92,28 @@ within --shutdown-timeout.`
 
 func bridgeCommand(cfg *bridgeConfig) *command {
 	c := newCommand("bridge", bridgeIntro)
-	c.add(stringValue{&cfg.listen}, "listen", "ADDR", "host:port to serve HTTP on", true)
-	c.add(stringValue{&cfg.upstream}, "upstream", "URL", "Rails ActionCable endpoint, ws:// or wss://", true)
-	c.add(listValue{&cfg.allowedOrigins}, "allowed-origins", "LIST", "browser origins allowed cross-origin, comma separated, no wildcards (same-origin is always allowed)", true)
-	c.add(durationValue{&cfg.sessionTTL}, "session-ttl", "DURATION", "how long a session with no client attached survives its last request", true)
-	c.add(intValue{&cfg.queueFrames}, "queue-size", "FRAMES", "frames kept per session until acknowledged; beyond, the oldest are evicted", true)
-	c.add(byteSizeValue{&cfg.queueBytes}, "queue-bytes", "SIZE", "bytes of unacknowledged frames kept per session", true)
-	c.add(intValue{&cfg.maxSessions}, "max-sessions", "N", "sessions open at once, in total (beyond: 503)", true)
-	c.add(intValue{&cfg.maxSessionsPerIP}, "max-sessions-per-ip", "N", "sessions open at once per client IP (beyond: 429)", true)
-	c.add(byteSizeValue{&cfg.maxBody}, "max-body", "SIZE", "largest request body (beyond: 413)", true)
-	c.add(byteSizeValue{&cfg.maxFrame}, "max-frame", "SIZE", "largest WebSocket frame, from Rails and from clients", true)
-	c.add(floatValue{&cfg.commandsPerSecond}, "commands-per-second", "RATE", "client commands per second per session, burst twice that (beyond: 429)", true)
-	c.add(durationValue{&cfg.createTimeout}, "create-timeout", "DURATION", "how long session creation waits for Rails' welcome (beyond: 504)", true)
-	c.add(durationValue{&cfg.keepAlive}, "keep-alive", "DURATION", "interval of SSE keep-alive comments", true)
-	c.add(stringValue{&cfg.compatPrefix}, "compat-prefix", "PATH", `path of the actioncable-to-eventsource API (server/COMPAT.md); "" turns it off`, true)
-	c.add(listValue{&cfg.passHeaders}, "pass-headers", "LIST", "request headers passed on to Rails besides Cookie, Authorization and Origin", true)
-	c.add(stringValue{&cfg.tlsCert}, "tls-cert", "FILE", "PEM certificate chain; with --tls-key, serve HTTPS", true)
-	c.add(stringValue{&cfg.tlsKey}, "tls-key", "FILE", "PEM private key of --tls-cert", true)
-	c.add(stringValue{&cfg.upstreamCA}, "upstream-ca", "FILE", "PEM CA certificates to trust for a wss:// upstream instead of the system roots", true)
-	c.add(stringValue{&cfg.trustedProxyHeader}, "trusted-proxy-header", "HEADER", "header your reverse proxy puts the client IP in, e.g. X-Forwarded-For (last address used)", true)
-	c.add(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "DURATION", "on SIGINT/SIGTERM, time for clients to fetch their server_restart frame", true)
-	c.add(levelValue{&cfg.logLevel}, "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
-	c.add(boolValue{&cfg.metrics}, "metrics", "", "serve Prometheus metrics on GET /metrics (--metrics=false: off)", true)
+	c.str(&cfg.listen, "listen", "ADDR", "host:port to serve HTTP on", true)
+	c.str(&cfg.upstream, "upstream", "URL", "Rails ActionCable endpoint, ws:// or wss://", true)
+	c.add(listValue(&cfg.allowedOrigins), "allowed-origins", "LIST", "browser origins allowed cross-origin, comma separated, no wildcards (same-origin is always allowed)", true)
+	c.add(durationValue(&cfg.sessionTTL), "session-ttl", "DURATION", "how long a session with no client attached survives its last request", true)
+	c.add(intValue(&cfg.queueFrames), "queue-size", "FRAMES", "frames kept per session until acknowledged; beyond, the oldest are evicted", true)
+	c.add(byteSizeValue(&cfg.queueBytes), "queue-bytes", "SIZE", "bytes of unacknowledged frames kept per session", true)
+	c.add(intValue(&cfg.maxSessions), "max-sessions", "N", "sessions open at once, in total (beyond: 503)", true)
+	c.add(intValue(&cfg.maxSessionsPerIP), "max-sessions-per-ip", "N", "sessions open at once per client IP (beyond: 429)", true)
+	c.add(byteSizeValue(&cfg.maxBody), "max-body", "SIZE", "largest request body (beyond: 413)", true)
+	c.add(byteSizeValue(&cfg.maxFrame), "max-frame", "SIZE", "largest WebSocket frame, from Rails and from clients", true)
+	c.add(floatValue(&cfg.commandsPerSecond), "commands-per-second", "RATE", "client commands per second per session, burst twice that (beyond: 429)", true)
+	c.add(durationValue(&cfg.createTimeout), "create-timeout", "DURATION", "how long session creation waits for Rails' welcome (beyond: 504)", true)
+	c.add(durationValue(&cfg.keepAlive), "keep-alive", "DURATION", "interval of SSE keep-alive comments", true)
+	c.str(&cfg.compatPrefix, "compat-prefix", "PATH", `path of the actioncable-to-eventsource API (server/COMPAT.md); "" turns it off`, true)
+	c.add(listValue(&cfg.passHeaders), "pass-headers", "LIST", "request headers passed on to Rails besides Cookie, Authorization and Origin", true)
+	c.str(&cfg.tlsCert, "tls-cert", "FILE", "PEM certificate chain; with --tls-key, serve HTTPS", true)
+	c.str(&cfg.tlsKey, "tls-key", "FILE", "PEM private key of --tls-cert", true)
+	c.str(&cfg.upstreamCA, "upstream-ca", "FILE", "PEM CA certificates to trust for a wss:// upstream instead of the system roots", true)
+	c.str(&cfg.trustedProxyHeader, "trusted-proxy-header", "HEADER", "header your reverse proxy puts the client IP in, e.g. X-Forwarded-For (last address used)", true)
+	c.add(durationValue(&cfg.shutdownTimeout), "shutdown-timeout", "DURATION", "on SIGINT/SIGTERM, time for clients to fetch their server_restart frame", true)
+	c.add(levelValue(&cfg.logLevel), "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
+	c.boolean(&cfg.metrics, "metrics", "serve Prometheus metrics on GET /metrics (--metrics=false: off)", true)
 	return c
 }
 
@@ -353,7 +354,7 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 		scheme = "https"
 	}
 	logger.Info("bridge listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(),
-		"upstream", redactURL(cfg.upstream), "metrics", cfg.metrics)
+		"upstream", transport.RedactURL(cfg.upstream), "metrics", cfg.metrics)
 
 	select {
 	case <-ctx.Done():
@@ -448,14 +449,4 @@ func withBodyDeadline(next http.Handler, d time.Duration) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// redactURL drops user info and the query, where secrets travel, for logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }

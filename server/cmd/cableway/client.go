@@ -21,6 +21,7 @@ import (
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/longpoll"
 	"github.com/cableway/cableway/sdk/transport/sse"
 )
@@ -102,21 +103,21 @@ const performExamples = `Examples:
 
 func clientCommand(name, intro string, cfg *clientConfig) *command {
 	c := newCommand(name, intro)
-	c.add(stringValue{&cfg.url}, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails, also through --bridge", true)
-	c.add(stringValue{&cfg.channel}, "channel", "NAME", "channel class, e.g. ChatChannel", false)
+	c.str(&cfg.url, "url", "URL", "ActionCable endpoint, ws:// or wss://, e.g. ws://127.0.0.1:3000/cable; its query (?token=…) reaches Rails, also through --bridge", true)
+	c.str(&cfg.channel, "channel", "NAME", "channel class, e.g. ChatChannel", false)
 	c.add(repeatedValue{&cfg.params}, "param", "KEY=VALUE", "identifier param, repeatable, order kept; KEY:=JSON for a non-string value (id:=42)", false)
 	c.add(repeatedValue{&cfg.headers}, "header", "'NAME: VALUE'", "handshake header, repeatable, e.g. 'Authorization: Bearer …'", false)
 	c.envReadByHand("CABLEWAY_HEADER: one header a line, keeps secrets out of ps")
-	c.add(stringValue{&cfg.transport}, "transport", "MODE", "auto, websocket, sse or longpoll (sse and longpoll go through --bridge)", true)
-	c.add(stringValue{&cfg.bridge}, "bridge", "URL", "a Cableway bridge's base URL, http:// or https://, for auto's fallback and for sse and longpoll", true)
-	c.add(stringValue{&cfg.output}, "output", "MODE", "auto, json (one line of JSON per message) or text (time and message); auto: text on a terminal, json otherwise", true)
-	c.add(boolValue{&cfg.msgpack}, "msgpack", "", "speak actioncable-v1-msgpack on a WebSocket (a Cableway bridge offers it; Rails does not)", true)
-	c.add(durationValue{&cfg.timeout}, "timeout", "DURATION", "deadline to connect and get the subscription confirmed", true)
-	c.add(levelValue{&cfg.logLevel}, "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
+	c.str(&cfg.transport, "transport", "MODE", "auto, websocket, sse or longpoll (sse and longpoll go through --bridge)", true)
+	c.str(&cfg.bridge, "bridge", "URL", "a Cableway bridge's base URL, http:// or https://, for auto's fallback and for sse and longpoll", true)
+	c.str(&cfg.output, "output", "MODE", "auto, json (one line of JSON per message) or text (time and message); auto: text on a terminal, json otherwise", true)
+	c.boolean(&cfg.msgpack, "msgpack", "speak actioncable-v1-msgpack on a WebSocket (a Cableway bridge offers it; Rails does not)", true)
+	c.add(durationValue(&cfg.timeout), "timeout", "DURATION", "deadline to connect and get the subscription confirmed", true)
+	c.add(levelValue(&cfg.logLevel), "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
 	if name == "perform" {
-		c.add(stringValue{&cfg.action}, "action", "NAME", "action to perform, e.g. speak", false)
-		c.add(stringValue{&cfg.data}, "data", "JSON", "the action's data, a JSON object; \"action\" is added", false)
-		c.add(durationValue{&cfg.linger}, "linger", "DURATION", "how long to keep the socket open after performing", true)
+		c.str(&cfg.action, "action", "NAME", "action to perform, e.g. speak", false)
+		c.str(&cfg.data, "data", "JSON", "the action's data, a JSON object; \"action\" is added", false)
+		c.add(durationValue(&cfg.linger), "linger", "DURATION", "how long to keep the socket open after performing", true)
 	}
 	c.outro = clientExitCodes + "\n\n" + listenExamples
 	if name == "perform" {
@@ -211,18 +212,18 @@ func checkURL(flagName, raw string, schemes ...string) error {
 		return fmt.Errorf("%s %q: not a URL: %v", flagName, cutQuery(raw), err)
 	}
 	if !slices.Contains(schemes, u.Scheme) {
-		return fmt.Errorf("%s %q: want a %s URL", flagName, redactURL(raw), want)
+		return fmt.Errorf("%s %q: want a %s URL", flagName, transport.RedactURL(raw), want)
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%s %q: no host", flagName, redactURL(raw))
+		return fmt.Errorf("%s %q: no host", flagName, transport.RedactURL(raw))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
-			return fmt.Errorf("%s %q: bad port %q", flagName, redactURL(raw), p)
+			return fmt.Errorf("%s %q: bad port %q", flagName, transport.RedactURL(raw), p)
 		}
 	}
 	if u.User != nil {
-		return fmt.Errorf("%s %q: credentials in the URL are not sent; use --header", flagName, redactURL(raw))
+		return fmt.Errorf("%s %q: credentials in the URL are not sent; use --header", flagName, transport.RedactURL(raw))
 	}
 	return nil
 }
@@ -271,7 +272,7 @@ func (cfg *clientConfig) dialOptions(logger *slog.Logger) ([]cable.Option, error
 	switch cfg.transport {
 	case "auto":
 		if cfg.bridge != "" {
-			opts = append(opts, cable.WithBridge(cfg.bridge))
+			opts = append(opts, cable.WithTransport(fallback.Bridged(cfg.bridge)))
 		}
 	case "sse":
 		opts = append(opts, cable.WithTransport(sse.New(cfg.bridge)))
@@ -328,7 +329,7 @@ func (cfg *clientConfig) subscribe(ctx context.Context, logger *slog.Logger) (*c
 		}
 		return nil, nil, cfg.explainSubscribe(err, id, c)
 	}
-	logger.Info("subscribed", "url", redactURL(cfg.url), "identifier", id, "transport", current.Load())
+	logger.Info("subscribed", "url", transport.RedactURL(cfg.url), "identifier", id, "transport", current.Load())
 	return c, sub, nil
 }
 
@@ -338,9 +339,9 @@ func (cfg *clientConfig) explainDial(err error) error {
 		he *transport.HandshakeError
 		de *cable.DisconnectError
 	)
-	target := redactURL(cfg.url)
+	target := transport.RedactURL(cfg.url)
 	if cfg.transport == "sse" || cfg.transport == "longpoll" {
-		target = "the bridge " + redactURL(cfg.bridge)
+		target = "the bridge " + transport.RedactURL(cfg.bridge)
 	}
 	switch {
 	case errors.Is(err, cable.ErrUnauthorized) || errors.As(err, &he) && he.StatusCode == 401:

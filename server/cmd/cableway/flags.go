@@ -16,13 +16,12 @@ import (
 // lookupEnv is os.LookupEnv; tests pass a map's.
 type lookupEnv func(string) (string, bool)
 
-// flagSpec documents one flag for --help.
+// flagSpec is what --help shows of a flag besides what the flag package
+// keeps (name, usage, default): its value's placeholder and its variable.
 type flagSpec struct {
-	name  string
-	arg   string // placeholder for the value ("" for booleans)
-	usage string // one line, without the default
-	env   string // environment variable, "" for none
-	def   string // default as shown, "" to show none
+	name string
+	arg  string // placeholder for the value ("" for booleans)
+	env  string // environment variable, "" for none
 	// envByHand: the command reads env itself (parse does not apply it).
 	envByHand bool
 }
@@ -52,7 +51,22 @@ func envName(flagName string) string {
 // add registers v as flag name. withEnv gives it a CABLEWAY_* variable.
 func (c *command) add(v flag.Value, name, arg, usage string, withEnv bool) {
 	c.fs.Var(v, name, usage)
-	spec := flagSpec{name: name, arg: arg, usage: usage, def: v.String()}
+	c.note(name, arg, withEnv)
+}
+
+// str and boolean register the flag package's own string and bool flags.
+func (c *command) str(p *string, name, arg, usage string, withEnv bool) {
+	c.fs.StringVar(p, name, *p, usage)
+	c.note(name, arg, withEnv)
+}
+
+func (c *command) boolean(p *bool, name, usage string, withEnv bool) {
+	c.fs.BoolVar(p, name, *p, usage)
+	c.note(name, "", withEnv)
+}
+
+func (c *command) note(name, arg string, withEnv bool) {
+	spec := flagSpec{name: name, arg: arg}
 	if withEnv {
 		spec.env = envName(name)
 	}
@@ -71,10 +85,7 @@ func (c *command) envReadByHand(env string) {
 // flag.ErrHelp. Positional arguments are refused.
 func (c *command) parse(args []string, env lookupEnv, stdout io.Writer) error {
 	for _, s := range c.specs {
-		if s.env == "" || s.envByHand {
-			continue
-		}
-		if v, ok := env(s.env); ok && v != "" {
+		if v, ok := env(s.env); ok && v != "" && !s.envByHand {
 			if err := c.fs.Set(s.name, v); err != nil {
 				return fmt.Errorf("invalid value %q for $%s: %v", v, s.env, err)
 			}
@@ -98,18 +109,19 @@ func (c *command) usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: cableway %s [flags]\n\n%s\n\nFlags:\n", c.name, c.intro)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range c.specs {
+		f := c.fs.Lookup(s.name)
 		left := "  --" + s.name
 		if s.arg != "" {
 			left += " " + s.arg
 		}
 		var notes []string
-		if s.def != "" {
-			notes = append(notes, "default "+s.def)
+		if f.DefValue != "" {
+			notes = append(notes, "default "+f.DefValue)
 		}
 		if s.env != "" {
 			notes = append(notes, "env "+s.env)
 		}
-		line := s.usage
+		line := f.Usage
 		if len(notes) > 0 {
 			line += " (" + strings.Join(notes, "; ") + ")"
 		}
@@ -121,102 +133,101 @@ func (c *command) usage(w io.Writer) {
 	}
 }
 
-// Flag value types.
+// Flag values the flag package lacks: positive numbers and durations with
+// plain errors, sizes, lists, repeated flags, log levels.
 
-type stringValue struct{ p *string }
+// value is a flag.Value of a T parsed and shown by two functions.
+type value[T any] struct {
+	p      *T
+	parse  func(string) (T, error)
+	format func(T) string
+}
 
-func (v stringValue) String() string {
+func (v value[T]) String() string {
 	if v.p == nil {
 		return ""
 	}
-	return *v.p
-}
-func (v stringValue) Set(s string) error { *v.p = s; return nil }
-
-type intValue struct{ p *int }
-
-func (v intValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strconv.Itoa(*v.p)
+	return v.format(*v.p)
 }
 
-func (v intValue) Set(s string) error {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not an integer")
+func (v value[T]) Set(s string) error {
+	x, err := v.parse(strings.TrimSpace(s))
+	if err == nil {
+		*v.p = x
 	}
-	if n <= 0 {
-		return errors.New("must be positive")
+	return err
+}
+
+func positive[T int | float64 | time.Duration](x T, err error, what string) (T, error) {
+	switch {
+	case err != nil:
+		return 0, errors.New(what)
+	case x <= 0:
+		return 0, errors.New("must be positive")
 	}
-	*v.p = n
+	return x, nil
+}
+
+func intValue(p *int) value[int] {
+	return value[int]{p, func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		return positive(n, err, "not an integer")
+	}, strconv.Itoa}
+}
+
+func floatValue(p *float64) value[float64] {
+	return value[float64]{p, func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			err = errors.New("not finite")
+		}
+		return positive(f, err, "not a number")
+	}, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }}
+}
+
+// durationValue takes Go durations ("30s", "1m30s"), positive only.
+func durationValue(p *time.Duration) value[time.Duration] {
+	return value[time.Duration]{p, func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		return positive(d, err, "not a duration (e.g. 30s, 1m30s, 500ms)")
+	}, formatDuration}
+}
+
+func byteSizeValue(p *byteSize) value[byteSize] {
+	return value[byteSize]{p, parseByteSize, byteSize.String}
+}
+
+// listValue is a comma separated list; each use of the flag replaces it.
+func listValue(p *[]string) value[[]string] {
+	return value[[]string]{p, func(s string) ([]string, error) {
+		var out []string
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				out = append(out, e)
+			}
+		}
+		return out, nil
+	}, func(l []string) string { return strings.Join(l, ",") }}
+}
+
+// repeatedValue collects every use of a repeatable flag, in order.
+type repeatedValue struct{ p *[]string }
+
+func (v repeatedValue) String() string { return "" }
+func (v repeatedValue) Set(s string) error {
+	*v.p = append(*v.p, s)
 	return nil
 }
 
-type floatValue struct{ p *float64 }
-
-func (v floatValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strconv.FormatFloat(*v.p, 'g', -1, 64)
-}
-
-func (v floatValue) Set(s string) error {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return errors.New("not a number")
-	}
-	if f <= 0 {
-		return errors.New("must be positive")
-	}
-	*v.p = f
-	return nil
-}
-
-type boolValue struct{ p *bool }
-
-func (v boolValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strconv.FormatBool(*v.p)
-}
-
-func (v boolValue) Set(s string) error {
-	b, err := strconv.ParseBool(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not a boolean (true or false)")
-	}
-	*v.p = b
-	return nil
-}
-
-// IsBoolFlag lets "--metrics" stand for "--metrics=true".
-func (v boolValue) IsBoolFlag() bool { return true }
-
-// durationValue takes Go durations ("30s", "1m30s"); zero and negative
-// durations are refused.
-type durationValue struct{ p *time.Duration }
-
-func (v durationValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return formatDuration(*v.p)
-}
-
-func (v durationValue) Set(s string) error {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return errors.New("not a duration (e.g. 30s, 1m30s, 500ms)")
-	}
-	if d <= 0 {
-		return errors.New("must be positive")
-	}
-	*v.p = d
-	return nil
+// levelValue is a slog level: debug, info, warn or error.
+func levelValue(p *slog.Level) value[slog.Level] {
+	return value[slog.Level]{p, func(s string) (slog.Level, error) {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(s)); err != nil {
+			return 0, errors.New("want debug, info, warn or error")
+		}
+		return l, nil
+	}, func(l slog.Level) string { return strings.ToLower(l.String()) }}
 }
 
 // formatDuration writes d the short way: "1m", not "1m0s".
@@ -234,24 +245,6 @@ func formatDuration(d time.Duration) string {
 // byteSize is a size in bytes, written as an integer with an optional
 // binary suffix: 65536, 64KiB (or 64K, 64k), 1MiB (1M), 1GiB (1G).
 type byteSize int64
-
-type byteSizeValue struct{ p *byteSize }
-
-func (v byteSizeValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return v.p.String()
-}
-
-func (v byteSizeValue) Set(s string) error {
-	n, err := parseByteSize(s)
-	if err != nil {
-		return err
-	}
-	*v.p = n
-	return nil
-}
 
 func (s byteSize) String() string {
 	switch {
@@ -289,53 +282,4 @@ func parseByteSize(raw string) (byteSize, error) {
 		return 0, errors.New("too large")
 	}
 	return byteSize(n * mult), nil
-}
-
-// listValue is a comma separated list; each use of the flag replaces it.
-type listValue struct{ p *[]string }
-
-func (v listValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strings.Join(*v.p, ",")
-}
-
-func (v listValue) Set(s string) error {
-	var out []string
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
-		}
-	}
-	*v.p = out
-	return nil
-}
-
-// repeatedValue collects every use of a repeatable flag, in order.
-type repeatedValue struct{ p *[]string }
-
-func (v repeatedValue) String() string { return "" }
-func (v repeatedValue) Set(s string) error {
-	*v.p = append(*v.p, s)
-	return nil
-}
-
-// levelValue is a slog level: debug, info, warn or error.
-type levelValue struct{ p *slog.Level }
-
-func (v levelValue) String() string {
-	if v.p == nil {
-		return ""
-	}
-	return strings.ToLower(v.p.String())
-}
-
-func (v levelValue) Set(s string) error {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return errors.New("want debug, info, warn or error")
-	}
-	*v.p = l
-	return nil
 }

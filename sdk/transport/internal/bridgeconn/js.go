@@ -140,7 +140,7 @@ type SSE struct {
 }
 
 // Name returns "sse".
-func (SSE) Name() string { return "sse" }
+func (SSE) Name() string { return transport.NameSSE }
 
 type sseEvent struct {
 	reset, failed, refused bool

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
 )
 
 // Poll is the long-poll downstream: GET /sessions/{sid}/poll in a loop,
@@ -20,7 +21,7 @@ type Poll struct {
 }
 
 // Name returns "longpoll".
-func (Poll) Name() string { return "longpoll" }
+func (Poll) Name() string { return transport.NameLongPoll }
 
 type pollBody struct {
 	Frames []json.RawMessage `json:"frames"`

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/cenkalti/backoff.v1"
 
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
 )
 
 // SSE is the Server-Sent Events downstream: GET /sessions/{sid}/sse.
@@ -26,7 +27,7 @@ type SSE struct {
 }
 
 // Name returns "sse".
-func (SSE) Name() string { return "sse" }
+func (SSE) Name() string { return transport.NameSSE }
 
 // errStreamEnded is a clean end of the stream: resume from the cursor.
 var errStreamEnded = errors.New("bridge: event stream ended")

@@ -20,7 +20,7 @@ type WebSocket struct {
 }
 
 // Name returns "websocket".
-func (WebSocket) Name() string { return "websocket" }
+func (WebSocket) Name() string { return transport.NameWebSocket }
 
 // Run reads the re-attached socket until it fails.
 func (w WebSocket) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
