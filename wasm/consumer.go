@@ -11,7 +11,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
-	"github.com/cableway/cableway/sdk/transport/fallback"
+	"github.com/cableway/cableway/sdk/transport"
 )
 
 // consumer is the Go side of a JS Consumer: one sdk cable.Consumer. It is
@@ -64,7 +64,7 @@ func (rt *Runtime) consumerOpen(args []js.Value) any {
 	c := &consumer{rt: rt, id: id, ready: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	rt.consumers.Store(c.id, c)
-	opts, err := o.consumerOptions(func(ch fallback.Change) { rt.out.add(recMoved, c.id, change(ch)) })
+	opts, err := o.consumerOptions(func(ch transport.Change) { rt.out.add(recMoved, c.id, change(ch)) })
 	go func() {
 		defer close(c.ready)
 		if err != nil {

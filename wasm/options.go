@@ -64,7 +64,7 @@ func parseOptions(v js.Value) options {
 // fallback over several (sdk/transport/fallback, as fallback.Bridged
 // builds it for the default list). onChange is told of every move between
 // transports (see change).
-func (o options) transport(onChange func(fallback.Change)) (transport.Transport, error) {
+func (o options) transport(onChange func(transport.Change)) (transport.Transport, error) {
 	names := o.names()
 	list := make([]transport.Transport, 0, len(names))
 	for _, name := range names {
@@ -110,7 +110,7 @@ func (o options) names() []string {
 }
 
 // consumerOptions turns the options into sdk/cable options.
-func (o options) consumerOptions(onChange func(fallback.Change)) ([]cable.Option, error) {
+func (o options) consumerOptions(onChange func(transport.Change)) ([]cable.Option, error) {
 	tr, err := o.transport(onChange)
 	if err != nil {
 		return nil, err
@@ -128,10 +128,10 @@ func (o options) consumerOptions(onChange func(fallback.Change)) ([]cable.Option
 // change describes a move between transports for JS as JSON
 // {"from","to","upgrade","reason"}. An upgrade (the background probe moved
 // the connection back up) has reason "upgrade". Otherwise the reason is
-// fallback.Change's (why the better transports failed or hung, or why the
+// transport.Change's (why the better transports failed or hung, or why the
 // live one was left); it has none when the better ones were not tried,
 // because the connection starts from what worked last time.
-func change(ch fallback.Change) func([]byte) ([]byte, error) {
+func change(ch transport.Change) func([]byte) ([]byte, error) {
 	upgrade := ch.Upgrade
 	reason := "upgrade"
 	switch {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/fallback"
 )
 
 // settleTimeout bounds how long a socket closed while connecting waits for
@@ -66,7 +65,7 @@ func (rt *Runtime) socketOpen(args []js.Value) any {
 	} else if opts.MsgPack {
 		offer = append(offer, protocol.SubprotocolJSON)
 	}
-	tr, err := opts.transport(func(ch fallback.Change) { rt.out.add(recMove, id, change(ch)) })
+	tr, err := opts.transport(func(ch transport.Change) { rt.out.add(recMove, id, change(ch)) })
 	s := &socket{rt: rt, id: id, wake: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	rt.sockets.Store(id, s)

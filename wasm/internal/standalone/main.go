@@ -20,6 +20,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport/fallback"
 	"github.com/cableway/cableway/sdk/transport/longpoll"
 )
 
@@ -45,7 +46,7 @@ func main() {
 		opts      []cable.Option
 	}{
 		{"websocket", str("cable"), nil},
-		{"bridge", str("blocked"), []cable.Option{cable.WithBridge(bridge)}},
+		{"bridge", str("blocked"), []cable.Option{cable.WithTransport(fallback.Bridged(bridge))}},
 		{"longpoll", str("blocked"), []cable.Option{cable.WithTransport(longpoll.New(bridge))}},
 	}
 	for _, c := range checks {
