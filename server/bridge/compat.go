@@ -22,6 +22,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // This file serves the HTTP API of actioncable-to-eventsource (the "seed"
@@ -490,28 +491,26 @@ func (cs *compatSession) pump() {
 	)
 	for {
 		bt, err := s.read(after, pingSeen, maxBatch, maxBatchBytes)
-		if errors.Is(err, errReset) {
-			// The pump fell behind the session's own bound; what was
-			// evicted counts as dropped.
-			s.mu.Lock()
-			first := s.first
-			s.mu.Unlock()
+		if re, ok := errors.AsType[*core.ResetError](err); ok {
+			// The pump's own reads acknowledge what it read, so frames
+			// are never trimmed before it has them; a reset here is a
+			// bug, and what it skips counts as dropped.
 			cs.mu.Lock()
-			cs.dropped += first - 1 - after
+			cs.dropped += re.First - 1 - after
 			cs.mu.Unlock()
-			after = first - 1
+			after = re.First - 1
 			continue
 		}
-		after = max(after, bt.from)
+		after = max(after, bt.From)
 		now := time.Now()
 		welcomed := false
-		for _, f := range bt.frames {
-			if cs.onFrame(f.data, now, &m) {
+		for _, f := range bt.Frames {
+			if cs.onFrame(f.Data, now, &m) {
 				welcomed = true
 			}
-			after = f.seq
+			after = f.Seq
 		}
-		pingSeen = bt.pingN
+		pingSeen = bt.PingN
 		if welcomed {
 			downChecks = 0 // a new link: the checks start over
 			cs.flushSubscribes()
@@ -519,7 +518,7 @@ func (cs *compatSession) pump() {
 		if err != nil {
 			return // ended, every frame handled
 		}
-		if bt.more {
+		if bt.More {
 			continue
 		}
 		werr := s.wait(cs.b.ctx, after, pingSeen, tick.C)
