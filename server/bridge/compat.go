@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	core "github.com/cableway/cableway/server/session"
@@ -874,7 +875,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 	}
 	buf := []byte("retry: 1000\n\n")
 	buf = append(buf, "event: message\n"...)
-	buf = appendSSEData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
+	buf = bridgewire.AppendData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
 	keepAlive := time.NewTicker(c.b.cfg.keepAlive)
 	defer keepAlive.Stop()
 	var data []byte
@@ -885,7 +886,7 @@ func (c *compat) sse(w http.ResponseWriter, r *http.Request, id string, limit in
 			buf = strconv.AppendUint(buf, evs[i].id, 10)
 			buf = append(buf, '\n')
 			data = evs[i].appendJSON(data[:0], true)
-			buf = appendSSEData(buf, data)
+			buf = bridgewire.AppendData(buf, data)
 		}
 		if len(buf) > 0 {
 			if writeEvents(w, rc, buf) != nil {
