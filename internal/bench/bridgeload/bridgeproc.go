@@ -42,7 +42,7 @@ func buildBridge(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-var listeningRE = regexp.MustCompile(`bridge listening .*addr=(127\.0\.0\.1:\d+)`)
+var listeningRE = regexp.MustCompile(`bridge listening.*? addr=(127\.0\.0\.1:\d+)`)
 
 // startBridge starts argv (the bridge's listen address must be
 // 127.0.0.1:0) and waits until it logs its address and answers /healthz.

@@ -473,6 +473,17 @@ func acker(ctx context.Context, sessions []*session, interval time.Duration) (ac
 	}
 }
 
+// ackAll acknowledges every session's cursor once, now.
+func ackAll(ctx context.Context, sessions []*session) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, s := range sessions {
+		if s.cursor.Load() > s.ackedTo {
+			s.ack(actx)
+		}
+	}
+}
+
 // openAll runs f for every session, conc at a time, and returns the first
 // error.
 func openAll(ctx context.Context, sessions []*session, conc int, f func(context.Context, *session) error) error {

@@ -49,7 +49,7 @@ type feeder struct {
 const benchIdentifier = `{"channel":"BenchChannel"}`
 
 // wsGUID is RFC 6455's key suffix.
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11085"
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // maxWrite bounds one write of a connection's pending frames.
 const maxWrite = 64 << 10

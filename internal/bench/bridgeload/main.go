@@ -65,6 +65,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -211,6 +212,7 @@ type phase struct {
 	lat             []int64
 	stalled         bool
 	evicted         float64 // bridge counter delta (-1: unknown)
+	framesIn        float64 // frames the bridge read from upstream (-1: unknown)
 	peakRSSKiB      int64
 	framesPerSecond float64
 }
@@ -343,6 +345,9 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time) (
 	}
 	defer closeAll(sessions)
 	create, attach, err = openSessions(ctx, sessions, o.conc)
+	if err != nil {
+		err = fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
+	}
 	return create, attach, err
 }
 
@@ -420,23 +425,22 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 	}
 	defer closeAll(sessions)
 	if r.create, r.attach, err = openSessions(ctx, sessions, o.conc); err != nil {
-		return r, err
+		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
 	if n := w.f.subscribers(); n != k {
 		return r, fmt.Errorf("the feeder has %d subscribed connections, want %d", n, k)
 	}
 	fmt.Fprintf(stderr, "K=%d: opened (create %v, attach+subscribe %v)\n", k, r.create.Round(time.Millisecond), r.attach.Round(time.Millisecond))
 
-	actx, stopAcks := context.WithCancel(ctx)
-	ackDone := make(chan struct{})
-	go func() {
-		r.acks, r.ackFailed = acker(actx, sessions, o.ack)
-		close(ackDone)
-	}()
-	defer func() { stopAcks(); <-ackDone }()
-
-	// Idle: let the acknowledgements of welcome and confirmation land.
-	if err := sleepCtx(ctx, max(time.Second, o.ack+o.ack/2)); err != nil {
+	// Idle: the welcome and the confirmation acknowledged (as a client does
+	// within -ack), then no connection but the SSE streams: the HTTP
+	// clients' idle keep-alive connections are closed, and the bridge is
+	// given a moment to end their goroutines.
+	if o.ack > 0 {
+		ackAll(ctx, sessions)
+	}
+	c.close()
+	if err := sleepCtx(ctx, time.Second); err != nil {
 		return r, err
 	}
 	idle, err := sampleMem(w.b)
@@ -459,6 +463,16 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 	if st, err := w.b.procStatus(); err == nil {
 		r.threads = st["Threads"]
 	}
+
+	actx, stopAcks := context.WithCancel(ctx)
+	ackDone := make(chan struct{})
+	go func() {
+		r.acks, r.ackFailed = acker(actx, sessions, o.ack)
+		close(ackDone)
+	}()
+	var stopOnce sync.Once
+	stopAcker := func() { stopOnce.Do(func() { stopAcks(); <-ackDone }) }
+	defer stopAcker()
 
 	// Warm-up, unmeasured.
 	if _, err := runPhase(ctx, o, w, c, sessions, 3, false, nil); err != nil {
@@ -494,6 +508,7 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 		}
 		fmt.Fprintf(stderr, "K=%d: blast done: %d/%d frames, %d lost, %d resets\n", k, r.blast.got, r.blast.expected, r.blast.lost, r.blast.resets)
 	}
+	stopAcker()
 	return r, nil
 }
 
@@ -553,7 +568,7 @@ func runPhase(ctx context.Context, o options, w *world, c *client, sessions []*s
 	for _, s := range sessions {
 		s.startPhase(from, to, record)
 	}
-	ev0, _ := w.b.metrics("cableway_bridge_frames_evicted_total")
+	ev0, _ := w.b.metrics("cableway_bridge_frames_evicted_total", "cableway_bridge_frames_in_total")
 	if measure && o.profileDir != "" {
 		if err := profileStart(w.b); err != nil {
 			return p, err
@@ -578,9 +593,13 @@ func runPhase(ctx context.Context, o options, w *world, c *client, sessions []*s
 		return p, err
 	}
 	p.bridgeCPU, p.selfCPU = cpu1-cpu0, selfCPU()-self0
-	if ev1, err := w.b.metrics("cableway_bridge_frames_evicted_total"); err == nil {
+	p.framesIn = -1
+	if ev1, err := w.b.metrics("cableway_bridge_frames_evicted_total", "cableway_bridge_frames_in_total"); err == nil {
 		if a, ok := ev0["cableway_bridge_frames_evicted_total"]; ok {
 			p.evicted = ev1["cableway_bridge_frames_evicted_total"] - a
+		}
+		if a, ok := ev0["cableway_bridge_frames_in_total"]; ok {
+			p.framesIn = ev1["cableway_bridge_frames_in_total"] - a
 		}
 	}
 	if st, err := w.b.procStatus(); err == nil {
@@ -745,7 +764,13 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 		row("blast: bridge frames_evicted_total", func(r kResult) string { return opt(r.blast.evicted, "%.0f") })
 		row("blast: delivered frames/s", func(r kResult) string { return fmt.Sprintf("%.0f", r.blast.framesPerSecond) })
 		row("blast: duration s", func(r kResult) string { return fmt.Sprintf("%.2f", r.blast.dur.Seconds()) })
-		row("blast: bridge CPU µs/frame", func(r kResult) string { return us(r.blast.bridgeCPU, r.blast.got) })
+		row("blast: bridge CPU µs/frame delivered", func(r kResult) string { return us(r.blast.bridgeCPU, r.blast.got) })
+		row("blast: bridge CPU µs/frame read upstream", func(r kResult) string {
+			if r.blast.framesIn < 0 {
+				return "n/a"
+			}
+			return us(r.blast.bridgeCPU, uint64(r.blast.framesIn))
+		})
 		row("blast: bench CPU µs/frame (feeder+clients)", func(r kResult) string { return us(r.blast.selfCPU, r.blast.got) })
 		row("bridge peak RSS MiB (VmHWM)", func(r kResult) string { return fmt.Sprintf("%.0f", float64(r.blast.peakRSSKiB)/1024) })
 	}
