@@ -46,7 +46,17 @@ var listeningRE = regexp.MustCompile(`bridge listening.*? addr=(127\.0\.0\.1:\d+
 
 // startBridge starts argv (the bridge's listen address must be
 // 127.0.0.1:0) and waits until it logs its address and answers /healthz.
-func startBridge(ctx context.Context, argv []string) (*bridgeProc, error) {
+// With logPath, every line the bridge logs is appended to that file.
+func startBridge(ctx context.Context, argv []string, logPath string) (*bridgeProc, error) {
+	var logFile *os.File
+	if logPath != "" {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		logFile = f
+		fmt.Fprintf(f, "=== %s %s\n", time.Now().UTC().Format(time.RFC3339), strings.Join(argv, " "))
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = cleanEnv()
 	// Its own process group, and killed if this process dies first.
@@ -56,6 +66,9 @@ func startBridge(ctx context.Context, argv []string) (*bridgeProc, error) {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		if logFile != nil {
+			logFile.Close()
+		}
 		return nil, err
 	}
 	p := &bridgeProc{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), stderrTail: &tailBuffer{max: 8 << 10}}
@@ -63,12 +76,20 @@ func startBridge(ctx context.Context, argv []string) (*bridgeProc, error) {
 	go func() {
 		// Read every line (the bridge logs one per session at info level),
 		// keeping only a tail for errors.
+		if logFile != nil {
+			defer logFile.Close()
+		}
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		found := false
 		for sc.Scan() {
 			line := sc.Bytes()
-			p.stderrTail.Write(append(line, '\n'))
+			p.stderrTail.Write(line)
+			p.stderrTail.Write([]byte{'\n'})
+			if logFile != nil {
+				logFile.Write(line)
+				logFile.Write([]byte{'\n'})
+			}
 			if !found {
 				if m := listeningRE.FindSubmatch(line); m != nil {
 					found = true
@@ -77,8 +98,8 @@ func startBridge(ctx context.Context, argv []string) (*bridgeProc, error) {
 			}
 		}
 		io.Copy(io.Discard, stderr)
-	}()
-	go func() {
+		// The pipe is at EOF: the process has exited (Wait must not run
+		// before the reads are done).
 		p.werr = cmd.Wait()
 		close(p.done)
 	}()

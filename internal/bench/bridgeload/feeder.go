@@ -19,8 +19,9 @@ import (
 
 // The feeder is a minimal ActionCable server in Go, the bridge's upstream:
 // it speaks actioncable-v1-json over a hand-written server side of RFC 6455
-// (so that one connection's pending frames go out in one write, as fast as
-// a write can go), welcomes every connection, confirms every subscribe,
+// (so that one connection's pending frames can go out in one write, as fast
+// as a write can go; -coalesce=false writes one frame per write, as Rails
+// does), welcomes every connection, confirms every subscribe,
 // pings every 3 s as Rails does, and broadcasts numbered frames
 //
 //	{"identifier":"{\"channel\":\"BenchChannel\"}","message":{"seq":N,"ts":T,"pad":"xx…"}}
@@ -30,13 +31,16 @@ import (
 // P+1, P+2, …); ts is when the broadcast was published, in nanoseconds on
 // the benchmark's monotonic clock.
 type feeder struct {
-	ln   net.Listener
-	srv  *http.Server
-	url  string
-	pad  string
-	t0   time.Time
-	stop chan struct{}
-	wg   sync.WaitGroup
+	ln  net.Listener
+	srv *http.Server
+	url string
+	pad string
+	t0  time.Time
+	// coalesce: a connection's pending frames go out in one write (up to
+	// maxWrite); otherwise one write per frame.
+	coalesce bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex
 	conns     map[*feedConn]struct{}
@@ -54,13 +58,13 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // maxWrite bounds one write of a connection's pending frames.
 const maxWrite = 64 << 10
 
-func newFeeder(t0 time.Time, pad int) (*feeder, error) {
+func newFeeder(t0 time.Time, pad int, coalesce bool) (*feeder, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	f := &feeder{
-		ln: ln, url: "ws://" + ln.Addr().String() + "/cable", pad: strings.Repeat("x", pad), t0: t0,
+		ln: ln, url: "ws://" + ln.Addr().String() + "/cable", pad: strings.Repeat("x", pad), t0: t0, coalesce: coalesce,
 		stop: make(chan struct{}), conns: map[*feedConn]struct{}{},
 	}
 	f.srv = &http.Server{Handler: http.HandlerFunc(f.serve), ReadHeaderTimeout: 10 * time.Second}
@@ -236,7 +240,11 @@ func (c *feedConn) writeLoop() {
 			seq := from
 			if seq < to {
 				ts := f.times()
-				for seq < to && len(buf) < maxWrite {
+				limit := maxWrite
+				if !f.coalesce {
+					limit = 1 // one broadcast frame per write
+				}
+				for seq < to && len(buf) < limit {
 					seq++
 					buf = c.appendBroadcast(buf, seq, ts[seq-1])
 				}

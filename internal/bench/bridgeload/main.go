@@ -83,6 +83,8 @@ type options struct {
 	perIP       int
 	ack         time.Duration
 	bridgeBin   string
+	bridgeLog   string
+	coalesce    bool
 	bridgeArgs  []string
 	stall       time.Duration
 	profileDir  string
@@ -111,6 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
 	fs.StringVar(&o.bridgeBin, "bridge-bin", "", "a built cableway binary (default: go build ./server/cmd/cableway)")
+	fs.StringVar(&o.bridgeLog, "bridge-log", "", "append the bridge processes' logs (stderr) to this file")
+	fs.BoolVar(&o.coalesce, "coalesce", true, "the feeder writes a connection's pending frames in one write (up to 64 KiB); false: one write per frame, as Rails does")
 	bargs := fs.String("bridge-args", "", `extra flags for "cableway bridge", space separated (e.g. "--queue-size 4096")`)
 	fs.DurationVar(&o.stall, "stall", 10*time.Second, "a phase ends when no frame has arrived for this long")
 	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the paced and blast phases to this directory (runs the bridge in -serve-bridge mode)")
@@ -306,7 +310,7 @@ type world struct {
 }
 
 func newWorld(ctx context.Context, o options, argv0 []string, t0 time.Time) (*world, error) {
-	f, err := newFeeder(t0, o.pad)
+	f, err := newFeeder(t0, o.pad, o.coalesce)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +319,7 @@ func newWorld(ctx context.Context, o options, argv0 []string, t0 time.Time) (*wo
 		argv = append(slices.Clone(argv0), "-listen", "127.0.0.1:0", "-upstream", f.url)
 	}
 	argv = append(argv, o.bridgeArgs...)
-	b, err := startBridge(ctx, argv)
+	b, err := startBridge(ctx, argv, o.bridgeLog)
 	if err != nil {
 		f.close()
 		return nil, err
@@ -360,7 +364,7 @@ func closeAll(sessions []*session) {
 // openSessions creates every session, then attaches and subscribes every
 // one; it returns the time of each step.
 func openSessions(ctx context.Context, sessions []*session, conc int) (create, attach time.Duration, err error) {
-	octx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(len(sessions))*30*time.Millisecond)
 	defer cancel()
 	st := time.Now()
 	if err := openAll(octx, sessions, conc, func(ctx context.Context, s *session) error { return s.create(ctx) }); err != nil {
@@ -699,6 +703,11 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	if o.ack > 0 {
 		ack = "every " + o.ack.String()
 	}
+	coalesce := "coalesced into writes of up to 64 KiB per connection"
+	if !o.coalesce {
+		coalesce = "one write per frame"
+	}
+	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
 	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
 	if o.open > 0 {
 		fmt.Fprintf(w, "open %d sessions: create %.3f s, attach SSE + subscribe %.3f s, total %.3f s\n",
