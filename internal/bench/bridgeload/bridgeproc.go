@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,57 @@ type bridgeProc struct {
 	done       chan struct{}
 	werr       error
 	stderrTail *tailBuffer
+
+	logMu   sync.Mutex
+	notable map[string]int // warnings, errors and lost upstreams logged, by message
+}
+
+var (
+	msgRE    = regexp.MustCompile(`msg="[^"]*"|msg=\S+`)
+	errRE    = regexp.MustCompile(`err="[^"]*"|err=\S+`)
+	digitsRE = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
+)
+
+// note counts a notable log line (warnings, errors, sessions that end),
+// with its numbers blanked so that like lines group.
+func (p *bridgeProc) note(line string) {
+	if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") &&
+		!strings.Contains(line, "session ends") && !strings.Contains(line, "expired") {
+		return
+	}
+	key := msgRE.FindString(line)
+	if e := errRE.FindString(line); e != "" {
+		key += " " + digitsRE.ReplaceAllString(e, "N")
+	}
+	if strings.Contains(line, "level=WARN") {
+		key = "WARN " + key
+	} else if strings.Contains(line, "level=ERROR") {
+		key = "ERROR " + key
+	}
+	p.logMu.Lock()
+	p.notable[key]++
+	p.logMu.Unlock()
+}
+
+// logSummary is the notable lines logged so far, most frequent first.
+func (p *bridgeProc) logSummary() []string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	keys := make([]string, 0, len(p.notable))
+	for k := range p.notable {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if a, b := p.notable[keys[i]], p.notable[keys[j]]; a != b {
+			return a > b
+		}
+		return keys[i] < keys[j]
+	})
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = fmt.Sprintf("%d × %s", p.notable[k], k)
+	}
+	return out
 }
 
 // buildBridge builds server/cmd/cableway of the module in the working
@@ -71,7 +123,7 @@ func startBridge(ctx context.Context, argv []string, logPath string) (*bridgePro
 		}
 		return nil, err
 	}
-	p := &bridgeProc{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), stderrTail: &tailBuffer{max: 8 << 10}}
+	p := &bridgeProc{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), stderrTail: &tailBuffer{max: 8 << 10}, notable: map[string]int{}}
 	addr := make(chan string, 1)
 	go func() {
 		// Read every line (the bridge logs one per session at info level),
@@ -84,6 +136,7 @@ func startBridge(ctx context.Context, argv []string, logPath string) (*bridgePro
 		found := false
 		for sc.Scan() {
 			line := sc.Bytes()
+			p.note(string(line))
 			p.stderrTail.Write(line)
 			p.stderrTail.Write([]byte{'\n'})
 			if logFile != nil {

@@ -75,9 +75,10 @@ type session struct {
 	sid   string
 	token string
 
-	nc        net.Conn
 	confirmed chan struct{}
+	quit      chan struct{} // closed by close
 	closing   atomic.Bool
+	epoch     atomic.Uint64 // the session's epoch, from the first event id
 	cursor    atomic.Uint64 // the bridge's seq of the last event read (its id)
 	ackedTo   uint64        // the acker's
 
@@ -93,11 +94,15 @@ type session struct {
 	lat      []int64
 	lastRecv int64  // ns since t0, last broadcast frame received
 	doneAt   int64  // ns since t0 when the phase's last broadcast arrived
-	dead     string // why the stream ended ("" while it runs)
+	dead     string // why the stream ended for good ("" while it runs)
+	nc       net.Conn
+	// reconnects counts streams that ended without a reset and were
+	// resumed from the last event id, as EventSource does.
+	reconnects uint64
 }
 
 func (c *client) newSession(idx int) *session {
-	return &session{c: c, idx: idx, src: idx / c.perIP, confirmed: make(chan struct{})}
+	return &session{c: c, idx: idx, src: idx / c.perIP, confirmed: make(chan struct{}), quit: make(chan struct{})}
 }
 
 // create is POST /sessions.
@@ -126,33 +131,54 @@ func (s *session) create(ctx context.Context) error {
 	return nil
 }
 
-// attach opens the SSE stream, subscribes to the bench channel and waits
-// for the confirmation to come through the stream.
-func (s *session) attach(ctx context.Context) error {
+// openStream opens the SSE stream (at lastEventID unless ""), and answers
+// its reader once the head is read.
+func (s *session) openStream(ctx context.Context, lastEventID string) (*bufio.Reader, bool, error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcAddr(s.src)}}
 	nc, err := d.DialContext(ctx, "tcp", s.c.host)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return nil, false, errors.New("closed")
+	}
+	s.nc = nc
+	s.mu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	fmt.Fprintf(nc, "GET /sessions/%s/sse?token=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", s.sid, s.token, s.c.host)
+	hdr := ""
+	if lastEventID != "" {
+		hdr = "Last-Event-ID: " + lastEventID + "\r\n"
+	}
+	fmt.Fprintf(nc, "GET /sessions/%s/sse?token=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", s.sid, s.token, s.c.host, hdr)
 	br := bufio.NewReaderSize(nc, 16<<10)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("GET sse: %w", err)
+		return nil, false, fmt.Errorf("GET sse: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		nc.Close()
-		return fmt.Errorf("GET sse: HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		return nil, false, fmt.Errorf("GET sse: HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	// http.ReadResponse consumed only the head: the body is read raw from
 	// br, chunk by chunk (or to EOF without chunking).
 	chunked := len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
 	nc.SetDeadline(time.Time{})
-	s.nc = nc
+	return br, chunked, nil
+}
+
+// attach opens the SSE stream, subscribes to the bench channel and waits
+// for the confirmation to come through the stream.
+func (s *session) attach(ctx context.Context) error {
+	br, chunked, err := s.openStream(ctx, "")
+	if err != nil {
+		return err
+	}
 	go s.readLoop(br, chunked)
 
 	sub := `[{"cseq":1,"frame":{"command":"subscribe","identifier":` + strconv.Quote(benchIdentifier) + `}}]`
@@ -161,7 +187,7 @@ func (s *session) attach(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err = s.c.https[s.src].Do(req)
+	resp, err := s.c.https[s.src].Do(req)
 	if err != nil {
 		return err
 	}
@@ -183,26 +209,72 @@ func (s *session) attach(ctx context.Context) error {
 
 // close ends the SSE stream (the session stays until the bridge stops).
 func (s *session) close() {
-	s.closing.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Swap(true) {
+		return
+	}
+	close(s.quit)
 	if s.nc != nil {
 		s.nc.Close()
 	}
 }
 
+// retryDelay is the reconnection delay the bridge announces ("retry:
+// 1000"); maxRetries bounds the attempts in a row.
+const (
+	retryDelay = time.Second
+	maxRetries = 3
+)
+
+// readLoop reads the stream until a reset or close; a stream that ends
+// otherwise is resumed at its last event id after retryDelay, as
+// EventSource does.
 func (s *session) readLoop(br *bufio.Reader, chunked bool) {
-	err := s.readBody(br, chunked)
-	if s.closing.Load() {
-		return
-	}
-	s.mu.Lock()
-	if s.dead == "" {
-		if err == nil || errors.Is(err, io.EOF) {
-			s.dead = "stream ended"
-		} else {
-			s.dead = err.Error()
+	for fails := 0; ; {
+		err := s.readBody(br, chunked)
+		if s.closing.Load() || errors.Is(err, errStop) {
+			return
+		}
+		why := "stream ended"
+		if err != nil && !errors.Is(err, io.EOF) {
+			why = err.Error()
+		}
+		s.pend, s.resetNext = s.pend[:0], false
+		for {
+			if fails++; fails > maxRetries {
+				s.mu.Lock()
+				if s.dead == "" {
+					s.dead = why
+				}
+				s.mu.Unlock()
+				return
+			}
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(retryDelay):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			id := ""
+			if e := s.epoch.Load(); e != 0 {
+				id = strconv.FormatUint(e, 10) + ":" + strconv.FormatUint(s.cursor.Load(), 10)
+			}
+			br, chunked, err = s.openStream(ctx, id)
+			cancel()
+			if s.closing.Load() {
+				return
+			}
+			if err == nil {
+				s.mu.Lock()
+				s.reconnects++
+				s.mu.Unlock()
+				fails = 0
+				break
+			}
+			why = "resuming: " + err.Error()
 		}
 	}
-	s.mu.Unlock()
 }
 
 // errStop ends the read loop after a reset event.
@@ -291,8 +363,13 @@ func (s *session) line(l []byte) error {
 		s.resetNext = false
 	case bytes.HasPrefix(l, []byte("id: ")):
 		if i := bytes.LastIndexByte(l, ':'); i > 3 {
-			if n, err := strconv.ParseUint(string(l[i+1:]), 10, 64); err == nil {
+			if n, m := parseUint(l[i+1:]); m > 0 {
 				s.cursor.Store(n)
+			}
+			if s.epoch.Load() == 0 {
+				if e, m := parseUint(l[4:i]); m > 0 {
+					s.epoch.Store(e)
+				}
 			}
 		}
 	case bytes.Equal(l, []byte("event: reset")):
@@ -370,7 +447,7 @@ func (s *session) broadcast(seq uint64, ts int64) {
 // startPhase expects broadcasts from … to.
 func (s *session) startPhase(from, to uint64, record bool) {
 	s.mu.Lock()
-	s.from, s.to, s.got, s.dup, s.record, s.lat, s.doneAt = from, to, 0, 0, record, nil, 0
+	s.from, s.to, s.got, s.dup, s.record, s.lat, s.doneAt, s.reconnects = from, to, 0, 0, record, nil, 0, 0
 	if s.last >= to {
 		s.doneAt = int64(time.Since(s.c.t0))
 	}
@@ -383,13 +460,14 @@ type phaseResult struct {
 	lat              []int64
 	lastRecv, doneAt int64
 	dead             string
+	reconnects       uint64
 }
 
 func (s *session) result() phaseResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return phaseResult{got: s.got, dup: s.dup, lost: s.to - s.from + 1 - s.got, lat: s.lat,
-		lastRecv: s.lastRecv, doneAt: s.doneAt, dead: s.dead}
+		lastRecv: s.lastRecv, doneAt: s.doneAt, dead: s.dead, reconnects: s.reconnects}
 }
 
 // settled reports whether the session has the phase's last broadcast or

@@ -209,6 +209,7 @@ type phase struct {
 	expected        uint64 // sessions × broadcasts
 	got, lost, dup  uint64
 	resets          int
+	reconnects      uint64         // streams resumed at their last event id
 	ended           map[string]int // why streams ended, by reason
 	dur             time.Duration  // publish start to last frame received
 	bridgeCPU       time.Duration
@@ -233,6 +234,7 @@ type kResult struct {
 	acks, ackFailed uint64
 	threads         int64
 	blastPerSession int
+	bridgeLog       []string // notable bridge log lines, counted
 }
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool, err error) {
@@ -513,6 +515,7 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 		fmt.Fprintf(stderr, "K=%d: blast done: %d/%d frames, %d lost, %d resets\n", k, r.blast.got, r.blast.expected, r.blast.lost, r.blast.resets)
 	}
 	stopAcker()
+	r.bridgeLog = w.b.logSummary()
 	return r, nil
 }
 
@@ -615,6 +618,7 @@ func runPhase(ctx context.Context, o options, w *world, c *client, sessions []*s
 		p.got += res.got
 		p.lost += res.lost
 		p.dup += res.dup
+		p.reconnects += res.reconnects
 		p.lat = append(p.lat, res.lat...)
 		last = max(last, res.lastRecv)
 		if res.dead != "" {
@@ -758,6 +762,9 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	if o.paced > 0 {
 		row("paced: broadcasts × sessions", func(r kResult) string { return fmt.Sprintf("%d × %d", r.paced.broadcasts, r.k) })
 		row("paced: lost / dup", func(r kResult) string { return lossy(r.paced) })
+		row("paced: sessions reset / streams resumed", func(r kResult) string {
+			return fmt.Sprintf("%d / %d", r.paced.resets, r.paced.reconnects)
+		})
 		row("paced: delivered frames/s", func(r kResult) string { return fmt.Sprintf("%.0f", r.paced.framesPerSecond) })
 		row("paced: latency p50 / p99 / max ms", func(r kResult) string {
 			l := r.paced.lat
@@ -769,7 +776,9 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	if o.blast > 0 {
 		row("blast: broadcasts × sessions", func(r kResult) string { return fmt.Sprintf("%d × %d", r.blastPerSession, r.k) })
 		row("blast: lost / dup", func(r kResult) string { return lossy(r.blast) })
-		row("blast: sessions reset", func(r kResult) string { return strconv.Itoa(r.blast.resets) })
+		row("blast: sessions reset / streams resumed", func(r kResult) string {
+			return fmt.Sprintf("%d / %d", r.blast.resets, r.blast.reconnects)
+		})
 		row("blast: bridge frames_evicted_total", func(r kResult) string { return opt(r.blast.evicted, "%.0f") })
 		row("blast: delivered frames/s", func(r kResult) string { return fmt.Sprintf("%.0f", r.blast.framesPerSecond) })
 		row("blast: duration s", func(r kResult) string { return fmt.Sprintf("%.2f", r.blast.dur.Seconds()) })
@@ -786,6 +795,13 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	row("acks sent / failed", func(r kResult) string { return fmt.Sprintf("%d / %d", r.acks, r.ackFailed) })
 	tw.Flush()
 	for _, r := range rs {
+		for i, l := range r.bridgeLog {
+			if i == 8 {
+				fmt.Fprintf(w, "K=%d bridge log: … %d more kinds\n", r.k, len(r.bridgeLog)-i)
+				break
+			}
+			fmt.Fprintf(w, "K=%d bridge log: %s\n", r.k, l)
+		}
 		for name, p := range map[string]phase{"paced": r.paced, "blast": r.blast} {
 			if len(p.ended) == 0 {
 				continue
