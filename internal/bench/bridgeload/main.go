@@ -88,6 +88,7 @@ type options struct {
 	bridgeArgs  []string
 	stall       time.Duration
 	profileDir  string
+	queueSize   int // -serve-bridge and -profile: the bridge's queue in frames (0: default)
 	failOnLoss  bool
 	serveBridge bool
 	listen      string
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	bargs := fs.String("bridge-args", "", `extra flags for "cableway bridge", space separated (e.g. "--queue-size 4096")`)
 	fs.DurationVar(&o.stall, "stall", 10*time.Second, "a phase ends when no frame has arrived for this long")
 	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the paced and blast phases to this directory (runs the bridge in -serve-bridge mode)")
+	fs.IntVar(&o.queueSize, "profile-queue", 0, "with -profile: the profiled bridge's queue size in frames, as --queue-size (0: its default)")
 	fs.BoolVar(&o.failOnLoss, "fail-on-loss", false, "exit 1 if any frame was lost or duplicated")
 	fs.BoolVar(&o.serveBridge, "serve-bridge", false, "internal: serve server/bridge at its defaults with a CPU profile control (for -profile)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "internal, with -serve-bridge")
@@ -148,6 +150,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-paced, -stall and -ack must be positive (or 0 for -paced and -ack)")
 	case o.pad < 0 || o.pad > 1<<20:
 		return o, errors.New("-pad must be in 0…1 MiB")
+	case o.queueSize < 0:
+		return o, errors.New("-profile-queue must not be negative")
 	case o.conc < 1 || o.perIP < 1:
 		return o, errors.New("-conc and -per-ip must be positive")
 	}
@@ -166,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.serveBridge {
-		if err := serveBridge(ctx, o.listen, o.upstream, stderr); err != nil {
+		if err := serveBridge(ctx, o.listen, o.upstream, o.queueSize, stderr); err != nil {
 			fmt.Fprintln(stderr, "bridgeload -serve-bridge:", err)
 			return 1
 		}
@@ -260,6 +264,10 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 		}
 		argv0 = []string{self, "-serve-bridge"}
 		desc = "server/bridge at defaults in -serve-bridge mode (profiling)"
+		if o.queueSize > 0 {
+			argv0 = append(argv0, "-profile-queue", strconv.Itoa(o.queueSize))
+			desc = fmt.Sprintf("server/bridge with a queue of %d frames in -serve-bridge mode (profiling)", o.queueSize)
+		}
 		if len(o.bridgeArgs) > 0 {
 			return false, errors.New("-bridge-args cannot be used with -profile")
 		}
@@ -317,7 +325,7 @@ func newWorld(ctx context.Context, o options, argv0 []string, t0 time.Time) (*wo
 		return nil, err
 	}
 	argv := append(slices.Clone(argv0), "--listen", "127.0.0.1:0", "--upstream", f.url)
-	if argv0[1] == "-serve-bridge" {
+	if len(argv0) > 1 && argv0[1] == "-serve-bridge" {
 		argv = append(slices.Clone(argv0), "-listen", "127.0.0.1:0", "-upstream", f.url)
 	}
 	argv = append(argv, o.bridgeArgs...)

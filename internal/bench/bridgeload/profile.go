@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 )
 
 // serveBridge is -serve-bridge: server/bridge at its defaults (as
-// "cableway bridge" without flags, minus /metrics), logging at info to
+// "cableway bridge" without flags, minus /metrics; queue > 0 sets the
+// queue's frame bound as --queue-size does), logging at info to
 // stderr like the binary, plus two routes for the benchmark:
 //
 //	POST /bench/cpuprofile/start   start a CPU profile in memory
@@ -27,7 +29,7 @@ import (
 //
 // The cableway binary has no profiling endpoint; this is how the benchmark
 // gets a CPU profile of the bridge in a process of its own.
-func serveBridge(ctx context.Context, listen, upstream string, stderr io.Writer) error {
+func serveBridge(ctx context.Context, listen, upstream string, queue int, stderr io.Writer) error {
 	if upstream == "" {
 		return errors.New("-upstream is required")
 	}
@@ -36,7 +38,7 @@ func serveBridge(ctx context.Context, listen, upstream string, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	b := bridge.New(upstream, bridge.WithLogger(logger))
+	b := bridge.New(upstream, bridge.WithLogger(logger), bridge.WithQueue(queue, 0))
 	var (
 		mu  sync.Mutex
 		buf *bytes.Buffer
@@ -117,7 +119,7 @@ func profileStop(b *bridgeProc, path string, w io.Writer) error {
 		return err
 	}
 	for _, mode := range []string{"-top", "-top -cum"} {
-		args := append([]string{"tool", "pprof"}, append(splitArgs(mode), "-nodecount=30", path)...)
+		args := append([]string{"tool", "pprof"}, append(strings.Fields(mode), "-nodecount=30", path)...)
 		out, err := exec.Command("go", args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("go tool pprof: %w\n%s", err, out)
@@ -125,14 +127,4 @@ func profileStop(b *bridgeProc, path string, w io.Writer) error {
 		fmt.Fprintf(w, "== %s (%s)\n%s\n", path, mode, out)
 	}
 	return nil
-}
-
-func splitArgs(s string) []string { return bytes2strings(bytes.Fields([]byte(s))) }
-
-func bytes2strings(bs [][]byte) []string {
-	out := make([]string, len(bs))
-	for i, b := range bs {
-		out[i] = string(b)
-	}
-	return out
 }
