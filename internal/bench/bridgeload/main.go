@@ -242,13 +242,28 @@ type kResult struct {
 }
 
 func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool, err error) {
+	rs, err := benchResults(ctx, o, stdout, stderr)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rs {
+		if r.paced.lost+r.paced.dup+r.blast.lost+r.blast.dup > 0 {
+			lossy = true
+		}
+	}
+	return lossy, nil
+}
+
+// benchResults runs every phase, prints the report to stdout and returns
+// the figures.
+func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]kResult, error) {
 	maxK := slices.Max(append(slices.Clone(o.ks), o.open))
 	if err := raiseNoFile(uint64(2*maxK + 512)); err != nil {
-		return false, err
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp("", "bridgeload-")
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 
@@ -257,10 +272,10 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 	if o.profileDir != "" {
 		self, err := os.Executable()
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
-			return false, err
+			return nil, err
 		}
 		argv0 = []string{self, "-serve-bridge"}
 		desc = "server/bridge at defaults in -serve-bridge mode (profiling)"
@@ -269,14 +284,14 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 			desc = fmt.Sprintf("server/bridge with a queue of %d frames in -serve-bridge mode (profiling)", o.queueSize)
 		}
 		if len(o.bridgeArgs) > 0 {
-			return false, errors.New("-bridge-args cannot be used with -profile")
+			return nil, errors.New("-bridge-args cannot be used with -profile")
 		}
 	} else {
 		bin := o.bridgeBin
 		if bin == "" {
 			fmt.Fprintln(stderr, "building ./server/cmd/cableway …")
 			if bin, err = buildBridge(ctx, tmp); err != nil {
-				return false, err
+				return nil, err
 			}
 		}
 		argv0 = []string{bin, "bridge", "--log-level", "info"}
@@ -293,7 +308,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 		fmt.Fprintf(stderr, "open: %d sessions …\n", o.open)
 		openCreate, openAttach, err = measureOpen(ctx, o, argv0, t0)
 		if err != nil {
-			return false, fmt.Errorf("open %d: %w", o.open, err)
+			return nil, fmt.Errorf("open %d: %w", o.open, err)
 		}
 		fmt.Fprintf(stderr, "open: create %v, attach+subscribe %v\n", openCreate.Round(time.Millisecond), openAttach.Round(time.Millisecond))
 	}
@@ -302,15 +317,12 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 		fmt.Fprintf(stderr, "K=%d …\n", k)
 		r, err := measureK(ctx, o, argv0, t0, k, stderr)
 		if err != nil {
-			return false, fmt.Errorf("K=%d: %w", k, err)
+			return nil, fmt.Errorf("K=%d: %w", k, err)
 		}
 		results = append(results, r)
-		if r.paced.lost+r.paced.dup+r.blast.lost+r.blast.dup > 0 {
-			lossy = true
-		}
 	}
 	report(stdout, o, desc, start, time.Since(t0), openCreate, openAttach, results)
-	return lossy, nil
+	return results, nil
 }
 
 // world is one fresh feeder and bridge process.
