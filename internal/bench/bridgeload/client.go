@@ -310,6 +310,9 @@ func (s *session) readBody(br *bufio.Reader, chunked bool) error {
 		for size > 0 {
 			if br.Buffered() == 0 {
 				if _, err := br.Peek(1); err != nil {
+					if err == io.EOF {
+						err = io.ErrUnexpectedEOF // cut inside a chunk
+					}
 					return err
 				}
 			}
