@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bridgeload measures the Cableway bridge under load, as an
 // operator runs it: the cableway binary (built from this checkout's
 // server/cmd/cableway, "cableway bridge" at its defaults) in a process of
