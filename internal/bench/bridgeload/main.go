@@ -191,8 +191,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // raiseNoFile lifts the soft file limit to the hard one and checks that
-// need descriptors fit.
-func raiseNoFile(need uint64) error {
+// the descriptors of k sessions fit (two per session, plus some).
+func raiseNoFile(k int) error {
+	need := uint64(2*k + 512)
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return err
@@ -204,7 +205,7 @@ func raiseNoFile(need uint64) error {
 		}
 	}
 	if r.Cur < need {
-		return fmt.Errorf("RLIMIT_NOFILE is %d; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, need/2, need)
+		return fmt.Errorf("RLIMIT_NOFILE is %d; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, k, need)
 	}
 	return nil
 }
@@ -260,7 +261,7 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) (lossy bool
 // the figures.
 func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]kResult, error) {
 	maxK := slices.Max(append(slices.Clone(o.ks), o.open))
-	if err := raiseNoFile(uint64(2*maxK + 512)); err != nil {
+	if err := raiseNoFile(maxK); err != nil {
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp("", "bridgeload-")
