@@ -42,7 +42,10 @@ func TestStreamCheck(t *testing.T) {
 		"id: 77:2\ndata: {\"identifier\":\"{\\\"channel\\\":\\\"BenchChannel\\\"}\",\"type\":\"confirm_subscription\"}\n\n" +
 		broadcastEvent(3, 1) + broadcastEvent(4, 2) + broadcastEvent(5, 2) +
 		"data: {\"type\":\"ping\",\"message\":1}\n\n" + ": keep-alive\n\n" +
-		broadcastEvent(6, 4) + broadcastEvent(7, 5) + broadcastEvent(8, 7) +
+		broadcastEvent(6, 4) +
+		// Re-encoded: other key order, spaces.
+		"id: 77:7\ndata: {\"message\": {\"pad\": \"xx\", \"ts\": 5, \"seq\": 5}, \"identifier\": \"{\\\"channel\\\":\\\"BenchChannel\\\"}\"}\n\n" +
+		broadcastEvent(8, 7) +
 		"event: reset\ndata: {\"reason\":\"evicted\"}\n\n" +
 		broadcastEvent(9, 8) // after the reset: never read
 	for _, size := range []int{1, 7, 64, 1 << 20} {

@@ -354,9 +354,12 @@ func (s *session) feed(data []byte) error {
 	return nil
 }
 
+// Keys of a broadcast's message. Only broadcasts carry "seq"; the keys
+// are found wherever they are, so a bridge that re-encodes frames (key
+// order, spacing) is still read right.
 var (
-	seqKey     = []byte(`"message":{"seq":`)
-	tsKey      = []byte(`,"ts":`)
+	seqKey     = []byte(`"seq":`)
+	tsKey      = []byte(`"ts":`)
 	confirmKey = []byte(`"confirm_subscription"`)
 )
 
@@ -388,20 +391,16 @@ func (s *session) line(l []byte) error {
 			return errStop
 		}
 		if i := bytes.Index(d, seqKey); i >= 0 {
-			rest := d[i+len(seqKey):]
-			seq, n := parseUint(rest)
-			if n == 0 {
+			seq, n := parseUint(skipSpace(d[i+len(seqKey):]))
+			j := bytes.Index(d, tsKey)
+			if n == 0 || j < 0 {
 				return fmt.Errorf("bad broadcast frame %q", d)
 			}
-			var ts int64
-			if rest = rest[n:]; bytes.HasPrefix(rest, tsKey) {
-				t, m := parseUint(rest[len(tsKey):])
-				if m == 0 {
-					return fmt.Errorf("bad broadcast frame %q", d)
-				}
-				ts = int64(t)
+			ts, m := parseUint(skipSpace(d[j+len(tsKey):]))
+			if m == 0 {
+				return fmt.Errorf("bad broadcast frame %q", d)
 			}
-			s.broadcast(seq, ts)
+			s.broadcast(seq, int64(ts))
 			return nil
 		}
 		if bytes.Contains(d, confirmKey) {
@@ -414,6 +413,8 @@ func (s *session) line(l []byte) error {
 	}
 	return nil
 }
+
+func skipSpace(b []byte) []byte { return bytes.TrimLeft(b, " \t") }
 
 // parseUint reads the decimal digits at the start of b.
 func parseUint(b []byte) (uint64, int) {
