@@ -10,6 +10,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/transport"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Defaults of the Bridge options.
@@ -54,6 +55,7 @@ type config struct {
 	commandsPerSecond float64
 	createTimeout     time.Duration
 	upstreamStale     time.Duration
+	store             core.Store
 	keepAlive         time.Duration
 	logger            *slog.Logger
 	backoff           backoff.Policy
@@ -196,6 +198,11 @@ func WithCommandRate(perSecond float64) Option {
 		}
 	}
 }
+
+// WithStore sets where sessions keep their frames (default: this
+// process's memory, bounded by WithQueue, WithResumeWindow and
+// WithMemoryBudget, which do not apply to another store).
+func WithStore(s core.Store) Option { return func(c *config) { c.store = s } }
 
 // WithUpstreamStaleTimeout sets after how long without any frame from
 // Rails (it pings every 3 s) a session's upstream connection counts as
