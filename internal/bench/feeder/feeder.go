@@ -218,16 +218,13 @@ type session struct {
 }
 
 func (c *session) readLoop(ctx context.Context, br *bufio.Reader) error {
-	var (
-		msg []byte
-		cmd protocol.Command
-	)
+	var cmd protocol.Command
+	fr := &frameReader{br: br}
 	for {
-		op, payload, err := readFrame(br, msg[:0])
+		op, payload, err := fr.next()
 		if err != nil {
 			return err
 		}
-		msg = payload
 		var j job
 		switch op {
 		case opClose:
@@ -460,13 +457,23 @@ func wsFrame(dst []byte, op byte, p []byte) []byte {
 	return append(dst, p...)
 }
 
-// readFrame reads one client message (reassembling fragments) into buf.
-// Control frames between fragments are returned as they come.
-func readFrame(br *bufio.Reader, buf []byte) (op byte, payload []byte, err error) {
-	first := true
+// frameReader reads client messages, reassembling fragments; a control
+// frame between fragments is returned as it comes, and the message goes
+// on at the next call.
+type frameReader struct {
+	br  *bufio.Reader
+	msg []byte // the message being read; valid until the next call
+	op  byte
+	mid bool // inside a fragmented message
+}
+
+func (r *frameReader) next() (op byte, payload []byte, err error) {
+	if !r.mid {
+		r.msg = r.msg[:0]
+	}
 	for {
 		var h [2]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
+		if _, err := io.ReadFull(r.br, h[:]); err != nil {
 			return 0, nil, err
 		}
 		fin, fop := h[0]&0x80 != 0, h[0]&0x0F
@@ -477,27 +484,27 @@ func readFrame(br *bufio.Reader, buf []byte) (op byte, payload []byte, err error
 		switch n {
 		case 126:
 			var e [2]byte
-			if _, err := io.ReadFull(br, e[:]); err != nil {
+			if _, err := io.ReadFull(r.br, e[:]); err != nil {
 				return 0, nil, err
 			}
 			n = uint64(binary.BigEndian.Uint16(e[:]))
 		case 127:
 			var e [8]byte
-			if _, err := io.ReadFull(br, e[:]); err != nil {
+			if _, err := io.ReadFull(r.br, e[:]); err != nil {
 				return 0, nil, err
 			}
 			n = binary.BigEndian.Uint64(e[:])
 		}
-		if n > maxClientFrame || uint64(len(buf))+n > maxClientFrame {
+		if n > maxClientFrame || uint64(len(r.msg))+n > maxClientFrame {
 			return 0, nil, fmt.Errorf("feeder: client message over %d bytes", maxClientFrame)
 		}
 		var mask [4]byte
-		if _, err := io.ReadFull(br, mask[:]); err != nil {
+		if _, err := io.ReadFull(r.br, mask[:]); err != nil {
 			return 0, nil, err
 		}
-		if fop >= opClose { // control frame: never fragmented
+		if fop >= opClose { // a control frame: never fragmented
 			p := make([]byte, n)
-			if _, err := io.ReadFull(br, p); err != nil {
+			if _, err := io.ReadFull(r.br, p); err != nil {
 				return 0, nil, err
 			}
 			for i := range p {
@@ -505,21 +512,25 @@ func readFrame(br *bufio.Reader, buf []byte) (op byte, payload []byte, err error
 			}
 			return fop, p, nil
 		}
-		if first {
-			op, first = fop, false
-		} else if fop != 0 {
+		switch {
+		case !r.mid && fop == 0:
+			return 0, nil, errors.New("feeder: a continuation frame outside a message")
+		case r.mid && fop != 0:
 			return 0, nil, errors.New("feeder: a new message inside a fragmented one")
+		case !r.mid:
+			r.op = fop
 		}
-		start := len(buf)
-		buf = append(buf, make([]byte, n)...)
-		if _, err := io.ReadFull(br, buf[start:]); err != nil {
+		start := len(r.msg)
+		r.msg = append(r.msg, make([]byte, n)...)
+		if _, err := io.ReadFull(r.br, r.msg[start:]); err != nil {
 			return 0, nil, err
 		}
-		for i := range buf[start:] {
-			buf[start+i] ^= mask[i%4]
+		for i := range r.msg[start:] {
+			r.msg[start+i] ^= mask[i%4]
 		}
+		r.mid = !fin
 		if fin {
-			return op, buf, nil
+			return r.op, r.msg, nil
 		}
 	}
 }
