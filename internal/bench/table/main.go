@@ -27,6 +27,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,7 +142,8 @@ func measure(s settings, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(tmp)
 	goclient := filepath.Join(tmp, "goclient")
 	logf("building the Go client")
-	build := exec.Command("go", "build", "-o", goclient, "./internal/bench/clients/goclient")
+	gocmd := cmp.Or(os.Getenv("GO"), "go") // as the Makefile's $(GO)
+	build := exec.Command(gocmd, "build", "-o", goclient, "./internal/bench/clients/goclient")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build goclient: %v\n%s", err, out)
