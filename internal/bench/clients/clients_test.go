@@ -6,12 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/cableway/cableway/internal/bench/clients"
 	"github.com/cableway/cableway/internal/bench/feeder"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/transport/sse"
 	"github.com/cableway/cableway/server/bridge"
 )
+
+// TestMain: a run leaves no goroutine behind (its consumer or socket closed).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func start(t *testing.T) *feeder.Server {
 	t.Helper()
