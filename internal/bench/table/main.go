@@ -83,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&s.hooks, "hooks", true, "run js/bench/startup.mjs and js/bench/rtt.mjs if they exist")
 	fs.DurationVar(&s.timeout, "timeout", 3*time.Minute, "the longest one measurement may take")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	switch {

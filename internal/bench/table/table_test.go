@@ -29,6 +29,11 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	var out, errs bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errs); code != 0 || !strings.Contains(errs.String(), "-rounds") {
+		t.Errorf("-h: exit %d, %q", code, errs.String())
+	}
+	out.Reset()
+	errs.Reset()
 	if code := run([]string{"-root", t.TempDir()}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "not the repository root") {
 		t.Errorf("-root elsewhere: exit %d, %q", code, errs.String())
 	}
