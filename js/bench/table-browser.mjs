@@ -10,8 +10,12 @@
 // round trips in a row (p50, p99, mean). Also cableway.load() in the first
 // page of a fresh profile (fetch + compile + start of the wasm, served
 // without caching) and a warm instantiate (a new Go instance from the
-// compiled module), median of 5. Prints one JSON line of raw figures; the
-// table takes the medians.
+// compiled module), median of 5, and the wasm's size raw and brotli'd
+// (quality 11). Prints one JSON line of raw figures; the table takes the
+// medians.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { brotliCompressSync, constants } from 'node:zlib'
 import { serve } from '../../examples/browser/serve.mjs'
 import { launch } from '../test/chromium.mjs'
 import { root } from '../test/helpers.mjs'
@@ -23,10 +27,16 @@ if (!url?.startsWith('ws://') || ![frames, echoes, rounds].every((n) => Number.i
   process.exit(2)
 }
 
+const wasm = readFileSync(join(root, 'js', 'dist', 'cableway.wasm'))
+const wasmBytes = wasm.length
+const wasmBrotliBytes = brotliCompressSync(wasm, {
+  params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: wasm.length },
+}).length
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const site = await serve({ dir: root })
 const browser = await launch()
-const out = { chromium: browser.context.browser()?.version() ?? null, frames, echoes, rounds }
+const out = { chromium: browser.context.browser()?.version() ?? null, frames, echoes, rounds, wasmBytes, wasmBrotliBytes }
 try {
   // The cable page first: its load() is the fresh profile's first.
   const cable = await browser.page(`${site.url}/js/test/harness.html?lib=8&mode=cable`)

@@ -394,6 +394,8 @@ type browserResult struct {
 	Chromium          string  `json:"chromium"`
 	ColdLoadMs        float64 `json:"coldLoadMs"`
 	WarmInstantiateMs float64 `json:"warmInstantiateMs"`
+	WasmBytes         int     `json:"wasmBytes"`
+	WasmBrotliBytes   int     `json:"wasmBrotliBytes"`
 	Recv              struct {
 		Plain []float64 `json:"plain"`
 		Cable []float64 `json:"cable"`
@@ -450,7 +452,8 @@ func writeBrowser(w io.Writer, b *browserResult, err error, officialVersion stri
 		fmt.Fprintf(w, "| %s | %.2f ms | %.2f ms | %.2f× |\n", q.name, p, c, c/p)
 	}
 	fmt.Fprintf(w, "| `cableway.load()`, the first page of a fresh profile (fetch + compile + start of the wasm, served uncached) | — | %.0f ms | |\n", b.ColdLoadMs)
-	fmt.Fprintf(w, "| warm instantiate (a new Go instance from the compiled module, median of 5) | — | %.0f ms | |\n\n", b.WarmInstantiateMs)
+	fmt.Fprintf(w, "| warm instantiate (a new Go instance from the compiled module, median of 5) | — | %.0f ms | |\n", b.WarmInstantiateMs)
+	fmt.Fprintf(w, "| `js/dist/cableway.wasm`, raw / brotli (quality 11) | — | %s B / %s B | |\n\n", thousands(b.WasmBytes), thousands(b.WasmBrotliBytes))
 	fmt.Fprintf(w, "Receive: the Go feed's flood through `js/test/harness.html`, from the subscription's connection to the last message. "+
 		"Echo: round trips in a row, each waiting for the last. The time from ActionCable loading to the first `connected` is "+
 		"`js/bench/startup.mjs`'s, below when it exists.\n\n")
@@ -555,6 +558,15 @@ func list(xs []float64, prec int) string {
 		parts[i] = strconv.FormatFloat(x, 'f', prec, 64)
 	}
 	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// thousands writes n with commas: 990,815.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func nodeVersion(node string) string {
