@@ -19,7 +19,7 @@
 // figures of this run only. Run from the repository root, after
 // `node js/build.mjs` (the wasm) and `npm ci`:
 //
-//	go run ./internal/bench/table [-rounds 3] [-n 200000] [-browser=false] …
+//	go run ./internal/bench/table [-rounds 5] [-n 200000] [-browser=false] …
 //
 // Progress goes to stderr, the table to stdout. The exit status is 1 if any
 // measurement failed (the table then says which, in its place).
@@ -73,12 +73,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("table", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&s.root, "root", ".", "the repository root")
-	fs.IntVar(&s.rounds, "rounds", 3, "rounds; figures are their medians")
+	fs.IntVar(&s.rounds, "rounds", 5, "rounds; figures are their medians")
 	fs.IntVar(&s.n, "n", 200000, "messages per flood (receive rate)")
 	fs.IntVar(&s.pacedN, "paced-n", 4000, "messages per paced run (latency)")
 	fs.Float64Var(&s.rate, "rate", 2000, "messages a second in a paced run")
 	fs.BoolVar(&s.browser, "browser", true, "measure the drop-in in Chromium")
-	fs.IntVar(&s.browserFrames, "browser-frames", 50000, "messages per receive run in Chromium")
+	fs.IntVar(&s.browserFrames, "browser-frames", 30000, "messages per receive run in Chromium")
 	fs.IntVar(&s.echoes, "echoes", 2000, "echo round trips per run in Chromium")
 	fs.BoolVar(&s.hooks, "hooks", true, "run js/bench/startup.mjs and js/bench/rtt.mjs if they exist")
 	fs.DurationVar(&s.timeout, "timeout", 3*time.Minute, "the longest one measurement may take")
