@@ -265,7 +265,7 @@ func measure(s settings, stdout, stderr io.Writer) error {
 	}
 	var hooks []hookResult
 	if s.hooks {
-		hooks = runHooks(root, node, feed.URL(), s.timeout, logf)
+		hooks = runHooks(root, node, feed.URL(), s.rounds, s.timeout, logf)
 		for _, h := range hooks {
 			failed = failed || h.err != nil
 		}
@@ -467,9 +467,10 @@ type hookResult struct {
 // runHooks runs the browser start-up and round-trip scripts of issue #11
 // (items 2 and 3) when they exist, and keeps what they print.
 // HOOK: js/bench/startup.mjs and js/bench/rtt.mjs are another change's; each
-// gets the feed's URL in CABLEWAY_BENCH_FEED and its stdout goes into the
-// table as it is.
-func runHooks(root, node, feedURL string, timeout time.Duration, logf func(string, ...any)) []hookResult {
+// gets the number of rounds in BENCH_ROUNDS and the feed's URL in
+// CABLEWAY_BENCH_FEED (they use their own feed today), and its stdout goes
+// into the table as it is.
+func runHooks(root, node, feedURL string, rounds int, timeout time.Duration, logf func(string, ...any)) []hookResult {
 	var out []hookResult
 	for _, script := range []string{"startup.mjs", "rtt.mjs"} {
 		path := filepath.Join(root, "js", "bench", script)
@@ -487,7 +488,7 @@ func runHooks(root, node, feedURL string, timeout time.Duration, logf func(strin
 		ctx, cancel := context.WithTimeout(context.Background(), 2*timeout)
 		cmd := exec.CommandContext(ctx, node, path)
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CABLEWAY_BENCH_FEED="+feedURL)
+		cmd.Env = append(os.Environ(), "CABLEWAY_BENCH_FEED="+feedURL, "BENCH_ROUNDS="+strconv.Itoa(rounds))
 		cmd.WaitDelay = 10 * time.Second
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

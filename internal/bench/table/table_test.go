@@ -80,20 +80,20 @@ func TestHooks(t *testing.T) {
 	}
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "js", "bench"), 0o755)
-	os.WriteFile(filepath.Join(root, "js", "bench", "startup.mjs"), []byte(`console.log("cold 123 ms, feed " + process.env.CABLEWAY_BENCH_FEED)`), 0o644)
+	os.WriteFile(filepath.Join(root, "js", "bench", "startup.mjs"), []byte(`console.log("cold 123 ms, feed " + process.env.CABLEWAY_BENCH_FEED + ", rounds " + process.env.BENCH_ROUNDS)`), 0o644)
 	os.WriteFile(filepath.Join(root, "js", "bench", "rtt.mjs"), []byte(`process.exit(3)`), 0o644)
-	hooks := runHooks(root, node, "ws://feed", time.Minute, t.Logf)
+	hooks := runHooks(root, node, "ws://feed", 4, time.Minute, t.Logf)
 	if len(hooks) != 2 {
 		t.Fatalf("%d hooks ran, want 2", len(hooks))
 	}
-	if h := hooks[0]; h.script != "startup.mjs" || h.err != nil || strings.TrimSpace(h.out) != "cold 123 ms, feed ws://feed" {
+	if h := hooks[0]; h.script != "startup.mjs" || h.err != nil || strings.TrimSpace(h.out) != "cold 123 ms, feed ws://feed, rounds 4" {
 		t.Errorf("startup.mjs: %+v", h)
 	}
 	if h := hooks[1]; h.script != "rtt.mjs" || h.err == nil {
 		t.Errorf("rtt.mjs failing: %+v, want its error", h)
 	}
 	os.Remove(filepath.Join(root, "js", "bench", "rtt.mjs"))
-	if hooks := runHooks(root, node, "ws://feed", time.Minute, t.Logf); len(hooks) != 1 {
+	if hooks := runHooks(root, node, "ws://feed", 4, time.Minute, t.Logf); len(hooks) != 1 {
 		t.Errorf("without rtt.mjs: %d hooks ran, want 1", len(hooks))
 	}
 }
