@@ -10,6 +10,7 @@
 // to last). With RATE (messages a second) it paces them, each stamped
 // with the Unix time in ns it was written, and the line adds p50us and
 // p99us: the time from the feeder's write to the message read here.
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import * as ActionCable from '@rails/actioncable';
 
@@ -53,6 +54,8 @@ const sub = consumer.subscriptions.create({ channel: 'ChatChannel', room: 'lobby
     if (++count === n) {
       const s = Number(process.hrtime.bigint() - start) / 1e9;
       const out = { messages: n, seconds: s, rate: (n - 1) / s };
+      const kib = peakRSSKiB();
+      if (kib !== null) out.peakRSSKiB = kib;
       if (lat) {
         lat.sort();
         out.p50us = lat[Math.floor((n - 1) * 0.5)];
@@ -64,6 +67,18 @@ const sub = consumer.subscriptions.create({ channel: 'ChatChannel', room: 'lobby
     }
   },
 });
+
+// This process's peak resident set, VmHWM in /proc/self/status (Linux);
+// not process.resourceUsage().maxRSS, which after the exec that started
+// this process may be the parent's peak.
+function peakRSSKiB() {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
 
 function fail(msg) {
   process.stderr.write(msg + '\n');

@@ -112,7 +112,10 @@ type result struct {
 	Rate     float64 `json:"rate"`
 	P50us    float64 `json:"p50us"`
 	P99us    float64 `json:"p99us"`
-	rssKiB   int64
+	// RSSKiB is the client's own peak resident set (VmHWM), as it reports
+	// it: the rusage of a child started by vfork and exec counts the
+	// parent's peak too.
+	RSSKiB int64 `json:"peakRSSKiB"`
 }
 
 // client is one row of the receive table.
@@ -235,8 +238,8 @@ func measure(s settings, stdout, stderr io.Writer) error {
 				continue
 			}
 			c.rates = append(c.rates, res.Rate)
-			if res.rssKiB > 0 {
-				c.rss = append(c.rss, float64(res.rssKiB)/1024)
+			if res.RSSKiB > 0 {
+				c.rss = append(c.rss, float64(res.RSSKiB)/1024)
 			}
 		}
 		for _, c := range append(slices.Clone(rows), viaSSE) {
@@ -349,8 +352,7 @@ func writeErrs(w io.Writer, rows []*client) {
 	}
 }
 
-// runJSON runs a client process, which prints one JSON line, and reads its
-// peak RSS.
+// runJSON runs a client process, which prints one JSON line.
 func runJSON(ctx context.Context, dir, name string, args ...string) (result, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
@@ -368,7 +370,6 @@ func runJSON(ctx context.Context, dir, name string, args ...string) (result, err
 	if err := json.Unmarshal(out, &r); err != nil {
 		return result{}, fmt.Errorf("%s printed %q: %w", filepath.Base(name), out, err)
 	}
-	r.rssKiB = maxRSSKiB(cmd.ProcessState)
 	return r, nil
 }
 

@@ -11,11 +11,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/cableway/cableway/internal/bench/clients"
@@ -58,10 +60,33 @@ func run() int {
 		return 1
 	}
 	out := map[string]any{"messages": res.Count, "seconds": res.Elapsed.Seconds(), "rate": res.Rate()}
+	if kib, ok := peakRSSKiB(); ok {
+		out["peakRSSKiB"] = kib
+	}
 	if cfg.Rate > 0 {
 		out["p50us"] = float64(res.Percentile(0.50)) / 1e3
 		out["p99us"] = float64(res.Percentile(0.99)) / 1e3
 	}
 	json.NewEncoder(os.Stdout).Encode(out)
 	return 0
+}
+
+// peakRSSKiB is this process's peak resident set, VmHWM in
+// /proc/self/status (Linux). Not getrusage's ru_maxrss: after a vfork and
+// exec, as os/exec starts a process, that starts from the parent's peak.
+func peakRSSKiB() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			f := bytes.Fields(v)
+			if len(f) == 2 && string(f[1]) == "kB" {
+				n, err := strconv.ParseInt(string(f[0]), 10, 64)
+				return n, err == nil
+			}
+		}
+	}
+	return 0, false
 }
