@@ -300,7 +300,7 @@ func measure(s settings, stdout, stderr io.Writer) error {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", name, kfmt(c.rates), ratio, usfmt(c.p50), usfmt(c.p99), mibfmt(c.rss))
 	}
 	fmt.Fprintf(w, "\nmsgs/s: the flood, first message to last, in the client's own process. Latency: the paced run, from the feeder's write "+
-		"to the message decoded (Raw: read), on the wall clock of this machine. Peak RSS: the client process's `ru_maxrss` over a flood. "+
+		"to the message decoded (Raw: read), on the wall clock of this machine. Peak RSS: the client process's own peak (`VmHWM`, as it reports it) over a flood. "+
 		"The raw clients do ActionCable's handshake by hand; the cable clients buffer up to 65536 messages per subscription, none dropped.\n\n")
 	writeErrs(w, rows)
 

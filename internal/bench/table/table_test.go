@@ -63,6 +63,7 @@ func TestSmallRun(t *testing.T) {
 		" | 1.00× | ", // the official client against itself
 		"| **added by the bridge** | ",
 		"Paced: 200 messages at 2000/s",
+		"Peak RSS: the client process's own peak (`VmHWM`",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table lacks %q:\n%s", want, table)
