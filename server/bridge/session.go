@@ -205,7 +205,9 @@ func (s *session) upstreamGone(cause error) {
 	if errors.Is(cause, cable.ErrClosed) {
 		return
 	}
-	s.b.cfg.logger.Info("bridge: upstream connection lost; the session ends", "session", s.id, "err", cause)
+	st := s.log.Stats()
+	s.b.cfg.logger.Info("bridge: upstream connection lost; the session ends", "session", s.id, "err", cause,
+		"pending", st.Pending, "held_bytes", st.Bytes, "client_idle", s.log.Idle(time.Now()).Round(time.Millisecond))
 	s.injectFinal(upstreamLost)
 }
 
