@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	ws "github.com/coder/websocket"
 
@@ -149,7 +150,12 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		if s.wait(ctx, after, pingSeen, nil) != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				c.Close(ws.StatusPolicyViolation, cause.Error())
+				code := ws.StatusPolicyViolation
+				var ce *closeError
+				if errors.As(cause, &ce) {
+					code = ce.code
+				}
+				c.Close(code, closeReason(cause.Error()))
 			}
 			return
 		}
@@ -169,6 +175,12 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 			b.countRefusal("bad_command")
 			return fmt.Errorf("malformed command: %w", err)
 		}
+		if err := protocol.ValidateCommand(&cmd); err != nil {
+			// Never forwarded: Rails would close the whole upstream
+			// connection on it. Close as RFC 6455 says for bad text.
+			b.countRefusal("invalid_utf8")
+			return &closeError{ws.StatusInvalidFramePayloadData, fmt.Errorf("command refused: %w", err)}
+		}
 		if !s.allowCommands(1) {
 			b.countRefusal("rate_limited")
 			return errors.New("rate limited")
@@ -184,4 +196,28 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 		b.stats.commands.Add(1)
 		s.touch()
 	}
+}
+
+// closeError is a reason to close a client's socket with a status other
+// than 1008 (policy violation).
+type closeError struct {
+	code ws.StatusCode
+	err  error
+}
+
+func (e *closeError) Error() string { return e.err.Error() }
+func (e *closeError) Unwrap() error { return e.err }
+
+// closeReason fits reason into a close frame (at most 123 bytes), cut at
+// a rune boundary.
+func closeReason(reason string) string {
+	const max = 123
+	if len(reason) <= max {
+		return reason
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
 }
