@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -335,17 +336,25 @@ func writeEvents(w http.ResponseWriter, rc *http.ResponseController, buf []byte)
 }
 
 func appendSSEData(buf, data []byte) []byte {
-	// JSON frames hold no raw newlines, but split defensively: SSE joins
-	// data lines with "\n".
+	// JSON frames hold no raw line ends inside strings, but JSON
+	// whitespace may be one. A browser ends an SSE line at CR, LF or CRLF,
+	// and joins data lines with "\n": split at each of them so the client
+	// reads the frame whole (CR or CRLF arrives as LF, JSON whitespace all
+	// the same).
 	for {
-		line, rest, more := strings.Cut(string(data), "\n")
+		i := bytes.IndexAny(data, "\r\n")
 		buf = append(buf, "data: "...)
-		buf = append(buf, line...)
-		buf = append(buf, '\n')
-		if !more {
+		if i < 0 {
+			buf = append(buf, data...)
+			buf = append(buf, '\n')
 			break
 		}
-		data = []byte(rest)
+		buf = append(buf, data[:i]...)
+		buf = append(buf, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
 	}
 	return append(buf, '\n')
 }
@@ -384,7 +393,8 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
 			return
 		}
-		timeout = min(time.Duration(n*float64(time.Second)), MaxPollTimeout)
+		// Clamp in seconds first: a huge n overflows a Duration.
+		timeout = time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second))
 	}
 	maxBytes := maxPollBytes
 	if v := r.URL.Query().Get("max_bytes"); v != "" {

@@ -25,6 +25,7 @@ func (b *Bridge) writeError(w http.ResponseWriter, status int, reason, detail st
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -52,6 +53,9 @@ func (b *Bridge) originAllowed(r *http.Request) (origin string, ok bool) {
 func (b *Bridge) withOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Vary", "Origin")
+		// Every answer, error bodies of the WebSocket library included:
+		// a browser must never sniff one into HTML.
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		origin, ok := b.originAllowed(r)
 		if !ok {
 			b.writeError(w, http.StatusForbidden, "origin_not_allowed", origin)
