@@ -102,28 +102,37 @@ func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, 
 
 // upstreamURL is the upstream with the client's query added: browsers
 // cannot set Authorization, so tokens travel as ?token=… as they would to
-// Rails directly.
-func (b *Bridge) upstreamURL(rawQuery string) string {
+// Rails directly. The operator's own query in the upstream URL wins: a
+// client parameter whose name it already has is left out (Rails, like
+// Rack, would take the last of repeated names). A client query that does
+// not parse is an error, never silently dropped.
+func (b *Bridge) upstreamURL(rawQuery string) (string, error) {
 	if rawQuery == "" {
-		return b.upstream
+		return b.upstream, nil
+	}
+	client, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", fmt.Errorf("the query does not parse: %w", err)
 	}
 	u, err := url.Parse(b.upstream)
 	if err != nil {
-		return b.upstream
+		return "", fmt.Errorf("the upstream URL does not parse: %w", err)
 	}
-	q := u.Query()
-	for k, vs := range mustParseQuery(rawQuery) {
-		for _, v := range vs {
-			q.Add(k, v)
+	operator, _ := url.ParseQuery(u.RawQuery)
+	extra := url.Values{}
+	for k, vs := range client {
+		if _, taken := operator[k]; !taken {
+			extra[k] = vs
 		}
 	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func mustParseQuery(raw string) url.Values {
-	v, _ := url.ParseQuery(raw)
-	return v
+	if len(extra) == 0 {
+		return b.upstream, nil
+	}
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += extra.Encode()
+	return u.String(), nil
 }
 
 // openSessionQuery is openSession passing rawQuery on to Rails. With
@@ -133,6 +142,11 @@ func mustParseQuery(raw string) url.Values {
 // Rails' disconnect frame or an "upstream_lost" one as its last frame, so
 // that the client learns of the gap as it would from Rails itself.
 func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string, redial bool) (*session, bool) {
+	upstreamURL, err := b.upstreamURL(rawQuery)
+	if err != nil {
+		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
+		return nil, false
+	}
 	ip := b.cfg.clientIP(r)
 	if err := b.reserve(ip); err != nil {
 		var le *errLimit
@@ -152,7 +166,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	// No event handler and no watcher goroutine: the frame hook sees
 	// welcomes (reconnects) and final disconnects, which keeps an idle
 	// session to the Consumer's own goroutines.
-	c, err := cable.Dial(ctx, b.upstreamURL(rawQuery),
+	c, err := cable.Dial(ctx, upstreamURL,
 		cable.WithTransport(up),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),

@@ -20,9 +20,10 @@ const writeTimeout = 10 * time.Second
 
 // proxy serves a plain ActionCable WebSocket on the bridge's root: a
 // session of its own, ended when the socket closes. The client may speak
-// actioncable-v1-msgpack; Rails hears JSON.
+// actioncable-v1-msgpack; Rails hears JSON. The request's query goes on
+// to Rails as for POST /sessions.
 func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
-	s, ok := b.openSession(w, r)
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
 	if !ok {
 		return
 	}
