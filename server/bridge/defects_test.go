@@ -225,3 +225,39 @@ func TestNoSniff(t *testing.T) {
 		t.Errorf("POST /sessions: %d, X-Content-Type-Options %q", resp.StatusCode, resp.Header.Get("X-Content-Type-Options"))
 	}
 }
+
+// A WebSocket upgrade on / that the upgrade would refuse is answered
+// before anything reaches the upstream: Rails never authenticates it.
+func TestProxyBadHandshakeNeverDialsUpstream(t *testing.T) {
+	e := newFakeEnv(t, nil)
+	ctx := testCtx(t, 20*time.Second)
+	good := http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Authorization":         {"Bearer secret-alice"},
+	}
+	for _, c := range []struct {
+		name   string
+		method string
+		edit   func(h http.Header)
+		status int
+	}{
+		{"no Connection: Upgrade", "GET", func(h http.Header) { h.Set("Connection", "keep-alive") }, http.StatusUpgradeRequired},
+		{"no key", "GET", func(h http.Header) { h.Del("Sec-Websocket-Key") }, http.StatusBadRequest},
+		{"short key", "GET", func(h http.Header) { h.Set("Sec-Websocket-Key", "c2hvcnQ=") }, http.StatusBadRequest},
+		{"version 8", "GET", func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, http.StatusBadRequest},
+		{"POST", "POST", func(http.Header) {}, http.StatusMethodNotAllowed},
+	} {
+		h := good.Clone()
+		c.edit(h)
+		resp, body := e.do(t, ctx, c.method, "/", h, "")
+		if resp.StatusCode != c.status || !strings.Contains(string(body), "bad_handshake") {
+			t.Errorf("%s: %d %s, want %d bad_handshake", c.name, resp.StatusCode, body, c.status)
+		}
+	}
+	if n := e.up.Handshakes(); n != 0 {
+		t.Errorf("the upstream saw %d handshakes for refused upgrades, want 0", n)
+	}
+}

@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -23,6 +25,18 @@ const writeTimeout = 10 * time.Second
 // actioncable-v1-msgpack; Rails hears JSON. The request's query goes on
 // to Rails as for POST /sessions.
 func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
+	// A handshake the upgrade would refuse is refused before Rails is
+	// dialled: Rails must not authenticate a connection that cannot be.
+	if status, detail := checkUpgrade(r); status != 0 {
+		if status == http.StatusUpgradeRequired || status == http.StatusBadRequest {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		if status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", http.MethodGet)
+		}
+		b.writeError(w, status, "bad_handshake", detail)
+		return
+	}
 	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
 	if !ok {
 		return
@@ -221,4 +235,40 @@ func closeReason(reason string) string {
 		cut--
 	}
 	return reason[:cut]
+}
+
+// checkUpgrade checks a WebSocket opening handshake (RFC 6455 §4.2.1) as
+// the upgrade will, and says why it would fail: status 0 when it would
+// not.
+func checkUpgrade(r *http.Request) (status int, detail string) {
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusUpgradeRequired, "a WebSocket handshake needs HTTP/1.1"
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return http.StatusUpgradeRequired, `a WebSocket handshake needs "Connection: Upgrade"`
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return http.StatusUpgradeRequired, `a WebSocket handshake needs "Upgrade: websocket"`
+	case r.Method != http.MethodGet:
+		return http.StatusMethodNotAllowed, "a WebSocket handshake is a GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return http.StatusBadRequest, "unsupported Sec-WebSocket-Version; this server speaks 13"
+	}
+	key := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))
+	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
+		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
+	}
+	return 0, ""
+}
+
+// headerHasToken reports whether the comma-separated values of header
+// name hold token, ignoring case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
