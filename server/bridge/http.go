@@ -147,7 +147,10 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
 		return nil, false
 	}
-	ip := b.cfg.clientIP(r)
+	ip := ClientKey(b.cfg.clientIP(r)) // an IPv6 /64 is one client
+	if !b.allowCreate(w, ip) {
+		return nil, false
+	}
 	if err := b.reserve(ip); err != nil {
 		var le *errLimit
 		errors.As(err, &le)

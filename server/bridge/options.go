@@ -50,6 +50,12 @@ type config struct {
 	upstream          transport.Transport
 	clientIP          func(*http.Request) string
 	compatPrefix      string
+
+	sessionRate         float64
+	sessionBurst        int
+	createLimiter       *rateLimiter
+	publicOrigin        string
+	trustForwardedProto bool
 }
 
 func defaultConfig() config {
@@ -68,6 +74,10 @@ func defaultConfig() config {
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
 		compatPrefix:      DefaultCompatPrefix,
+
+		sessionRate:   DefaultSessionRate,
+		sessionBurst:  DefaultSessionBurst,
+		createLimiter: newRateLimiter(),
 	}
 }
 
@@ -246,4 +256,55 @@ func CompatPrefix(prefix string) (string, error) {
 		}
 	}
 	return prefix, nil
+}
+
+// Defaults of the per-client session creation rate (see WithSessionRate).
+const (
+	DefaultSessionRate  = 10.0
+	DefaultSessionBurst = 100
+)
+
+// WithSessionRate caps how fast one client creates sessions (POST
+// /sessions, proxy upgrades and compat sessions alike): a token bucket per
+// client IP (an IPv6 /64 counting as one, see ClientKey) holding burst
+// creations and refilling at perSecond (defaults 10/s, burst 100). Beyond
+// it creation answers 429 create_rate_limited with Retry-After, before
+// Rails is dialled. perSecond ≤ 0 turns the limit off; burst ≤ 0 keeps
+// the default.
+func WithSessionRate(perSecond float64, burst int) Option {
+	return func(c *config) {
+		c.sessionRate = perSecond
+		if burst > 0 {
+			c.sessionBurst = burst
+		}
+	}
+}
+
+// WithPublicOrigin sets the bridge's own origin as browsers see it
+// ("https://cable.example.com"), for the same-origin check: a request whose
+// Origin is exactly that is same-origin, whatever its Host header says.
+// Set it behind a reverse proxy, where the request's scheme and Host are
+// the proxy's. Without it, same-origin means the request's own scheme
+// (TLS or not) and Host. An origin that is not http(s)://host[:port]
+// makes New panic, as an invalid pattern does http.ServeMux.
+func WithPublicOrigin(origin string) Option {
+	return func(c *config) {
+		if origin == "" {
+			c.publicOrigin = ""
+			return
+		}
+		o, ok := canonicalOrigin(origin)
+		if !ok {
+			panic(fmt.Sprintf("bridge: public origin %q: want http(s)://host[:port]", origin))
+		}
+		c.publicOrigin = o
+	}
+}
+
+// WithTrustForwardedProto makes the same-origin check take the request's
+// scheme from X-Forwarded-Proto (the last value) when there is one. Only
+// set it when a proxy you run sets that header on every request: a client
+// can send it too. WithPublicOrigin, when set, takes precedence.
+func WithTrustForwardedProto(trust bool) Option {
+	return func(c *config) { c.trustForwardedProto = trust }
 }
