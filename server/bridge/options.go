@@ -285,20 +285,29 @@ func WithSessionRate(perSecond float64, burst int) Option {
 // Origin is exactly that is same-origin, whatever its Host header says.
 // Set it behind a reverse proxy, where the request's scheme and Host are
 // the proxy's. Without it, same-origin means the request's own scheme
-// (TLS or not) and Host. An origin that is not http(s)://host[:port]
-// makes New panic, as an invalid pattern does http.ServeMux.
+// (TLS or not) and Host. It panics on an origin that is not
+// http(s)://host[:port] (see PublicOrigin), as http.ServeMux does on an
+// invalid pattern.
 func WithPublicOrigin(origin string) Option {
-	return func(c *config) {
-		if origin == "" {
-			c.publicOrigin = ""
-			return
-		}
-		o, ok := canonicalOrigin(origin)
-		if !ok {
-			panic(fmt.Sprintf("bridge: public origin %q: want http(s)://host[:port]", origin))
-		}
-		c.publicOrigin = o
+	o, err := PublicOrigin(origin)
+	if err != nil {
+		panic(err)
 	}
+	return func(c *config) { c.publicOrigin = o }
+}
+
+// PublicOrigin normalises an origin for WithPublicOrigin as browsers send
+// it ("https://Cable.example.com:443/" → "https://cable.example.com") and
+// reports why it cannot be one. "" stays "" (no public origin).
+func PublicOrigin(origin string) (string, error) {
+	if origin == "" {
+		return "", nil
+	}
+	o, ok := canonicalOrigin(origin)
+	if !ok {
+		return "", fmt.Errorf("bridge: public origin %q: want http(s)://host[:port]", origin)
+	}
+	return o, nil
 }
 
 // WithTrustForwardedProto makes the same-origin check take the request's
