@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -115,6 +116,34 @@ func TestBridgeDeclaredBodyNeverSent(t *testing.T) {
 			}
 		})
 	}
+	// Headers trickled one line every 200 ms never end the request: the
+	// connection is cut once readHeaderTimeout has passed.
+	wg.Go(func() {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: b\r\n"); err != nil {
+			t.Error(err)
+			return
+		}
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				t.Errorf("trickled headers: the connection is still open after %v", 40*time.Second)
+				return
+			}
+			if _, err := fmt.Fprintf(c, "X-Trickle-%d: x\r\n", i); err != nil {
+				return // cut off
+			}
+		}
+	})
 	wg.Wait()
 }
 
