@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cableway/cableway/sdk/protocol"
@@ -51,6 +52,21 @@ func TestDecodedCommandWithInvalidUTF8(t *testing.T) {
 		err = protocol.ValidateCommand(&got)
 		if !errors.Is(err, protocol.ErrInvalidUTF8) {
 			t.Errorf("%T: ValidateCommand = %v, want ErrInvalidUTF8", codec, err)
+		}
+	}
+}
+
+func BenchmarkValidateCommand(b *testing.B) {
+	c := protocol.Command{
+		Command:    "message",
+		Identifier: `{"channel":"ChatChannel","room":"lobby"}`,
+		Data:       `{"action":"speak","text":"` + strings.Repeat("héllo wörld ", 20) + `"}`,
+	}
+	b.SetBytes(int64(len(c.Identifier) + len(c.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := protocol.ValidateCommand(&c); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

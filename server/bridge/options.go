@@ -206,9 +206,11 @@ func WithUpstreamTransport(t transport.Transport) Option {
 	return func(c *config) { c.upstream = t }
 }
 
-// WithClientIP sets how a request's client IP is found for the per-IP
-// limit. The default is the connection's remote address; behind a trusted
-// reverse proxy, read its forwarding header here.
+// WithClientIP sets how a request's client IP is found for the per-client
+// limits (sessions per IP, session creation rate), which count what it
+// returns as ClientKey does: an IPv6 address as its /64. The default is the
+// connection's remote address; behind a trusted reverse proxy, read its
+// forwarding header here.
 func WithClientIP(f func(*http.Request) string) Option {
 	return func(c *config) {
 		if f != nil {
