@@ -116,7 +116,7 @@ func (b *Bridge) upstreamURL(rawQuery string) (string, error) {
 	}
 	u, err := url.Parse(b.upstream)
 	if err != nil {
-		return "", fmt.Errorf("the upstream URL does not parse: %w", err)
+		return b.upstream, nil // the dial reports it (not the client's fault)
 	}
 	operator, _ := url.ParseQuery(u.RawQuery)
 	extra := url.Values{}
