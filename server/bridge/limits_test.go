@@ -160,7 +160,8 @@ func TestLimitListener(t *testing.T) {
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
 	srv.Listener.Close()
-	srv.Listener = bridge.LimitListener(ln, 2)
+	limited := bridge.LimitListener(ln, 2)
+	srv.Listener = limited
 	srv.Start()
 	defer srv.Close()
 	ctx := testCtx(t, 20*time.Second)
@@ -200,6 +201,9 @@ func TestLimitListener(t *testing.T) {
 		t.Fatal("a 3rd connection from the same client was served, cap 2")
 	}
 	c.Close()
+	if n := limited.Refused(); n != 1 {
+		t.Errorf("Refused() = %d, want 1", n)
+	}
 	open[0].Close()
 	// The freed slot: the server notices the close on its own time, so
 	// try until a connection is served.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -259,29 +260,33 @@ func (b *Bridge) allowCreate(w http.ResponseWriter, key string) bool {
 // LimitListener returns a listener that holds at most perIP connections
 // open at once from one client address (counted by [ClientKey], so an IPv6
 // /64 is one client). A connection beyond that is closed as soon as it is
-// accepted, before anything is read from it. perIP ≤ 0 means no limit.
+// accepted, before anything is read from it, and counted (Refused).
+// perIP ≤ 0 means no limit.
 //
 // It counts the TCP peer: behind a reverse proxy every connection comes
 // from the proxy, so the cap must then allow for all of them (or be off).
-func LimitListener(ln net.Listener, perIP int) net.Listener {
-	if perIP <= 0 {
-		return ln
-	}
-	return &limitListener{Listener: ln, max: perIP, open: map[string]int{}}
+func LimitListener(ln net.Listener, perIP int) *LimitedListener {
+	return &LimitedListener{Listener: ln, max: perIP, open: map[string]int{}}
 }
 
-type limitListener struct {
+// LimitedListener is the listener of LimitListener.
+type LimitedListener struct {
 	net.Listener
-	max  int
-	mu   sync.Mutex
-	open map[string]int
+	max     int
+	mu      sync.Mutex
+	open    map[string]int
+	refused atomic.Uint64
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+// Refused is how many connections were closed for the cap so far.
+func (l *LimitedListener) Refused() uint64 { return l.refused.Load() }
+
+// Accept waits for the next connection within the cap.
+func (l *LimitedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
+		if err != nil || l.max <= 0 {
+			return c, err
 		}
 		key := c.RemoteAddr().String()
 		if host, _, err := net.SplitHostPort(key); err == nil {
@@ -290,6 +295,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if l.open[key] >= l.max {
 			l.mu.Unlock()
+			l.refused.Add(1)
 			c.Close()
 			continue
 		}
@@ -299,7 +305,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *limitListener) release(key string) {
+func (l *LimitedListener) release(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.open[key]--; l.open[key] <= 0 {
@@ -309,7 +315,7 @@ func (l *limitListener) release(key string) {
 
 type limitConn struct {
 	net.Conn
-	l    *limitListener
+	l    *LimitedListener
 	key  string
 	once sync.Once
 }

@@ -389,7 +389,7 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 
 	mux := http.NewServeMux()
 	if cfg.metrics {
-		mux.Handle("GET /metrics", metricsHandler(b, logger))
+		mux.Handle("GET /metrics", metricsHandler(b, limited.Refused, logger))
 	}
 	mux.Handle("/", b) // the bridge's API and its own /healthz
 	srv := newHTTPServer(withBodyDeadline(mux, cfg.createTimeout+bodyReadGrace), tlsConfig, logger)

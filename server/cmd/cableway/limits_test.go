@@ -82,6 +82,12 @@ func TestBridgeMaxConnsPerIP(t *testing.T) {
 			t.Fatal("no connection served after one of the two closed")
 		}
 	}
+	// The refusals are counted.
+	_, metrics := do(t, ctx, noKeepAlive(), "GET", base+"/metrics", nil, "")
+	m := regexp.MustCompile(`(?m)^cableway_bridge_connections_refused_total (\d+)$`).FindStringSubmatch(metrics)
+	if m == nil || m[1] == "0" {
+		t.Errorf("metrics: connections_refused_total %v, want at least 1", m)
+	}
 }
 
 // Requests that declare a body and never send it are cut off, on the
