@@ -93,13 +93,6 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// openSession dials Rails for a new session with the request's
-// credentials and returns once Rails has welcomed it. On failure it has
-// answered the request itself.
-func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
-	return b.openSessionQuery(w, r, "", false)
-}
-
 // upstreamURL is the upstream with the client's query added: browsers
 // cannot set Authorization, so tokens travel as ?token=… as they would to
 // Rails directly. The operator's own query in the upstream URL wins: a
@@ -135,7 +128,9 @@ func (b *Bridge) upstreamURL(rawQuery string) (string, error) {
 	return u.String(), nil
 }
 
-// openSessionQuery is openSession passing rawQuery on to Rails. With
+// openSessionQuery dials Rails for a new session with the request's
+// credentials, rawQuery added to the upstream URL, and returns once Rails
+// has welcomed it. On failure it has answered the request itself. With
 // redial, the session outlives its upstream connection: Rails is redialled
 // and the new welcome is passed on (the compat API resubscribes then).
 // Without, the session ends when its upstream connection does, with
