@@ -42,6 +42,12 @@ type Consumer struct {
 	stats struct {
 		frames, decodeErrors, unknownIdentifier, reconnects atomic.Uint64
 	}
+	// frameErrLog rate-limits the log of skipped frames: the time of the
+	// last line (UnixNano) and the errors not logged since.
+	frameErrLog struct {
+		at      atomic.Int64
+		skipped atomic.Uint64
+	}
 }
 
 // link is one welcomed connection and the codec it speaks.
@@ -439,15 +445,31 @@ func (c *Consumer) isLive(l *link) bool {
 	return c.live == l
 }
 
+// frameErrorLogEvery is the least time between two log lines about
+// skipped frames: a server sending garbage as fast as it can must not turn
+// into as many log lines (each error is still counted in Stats and
+// reported as an event).
+const frameErrorLogEvery = time.Second
+
 func (c *Consumer) frameError(err error, frame []byte) {
 	c.stats.decodeErrors.Add(1)
+	c.events.emit(Event{Kind: EventFrameError, Transport: c.transport.Name(), Err: err})
+	now := time.Now().UnixNano()
+	last := c.frameErrLog.at.Load()
+	if last != 0 && now-last < int64(frameErrorLogEvery) || !c.frameErrLog.at.CompareAndSwap(last, now) {
+		c.frameErrLog.skipped.Add(1)
+		return
+	}
 	const maxShown = 256
 	shown := frame
 	if len(shown) > maxShown {
 		shown = shown[:maxShown]
 	}
-	c.o.logger.Warn("cable: frame skipped", "err", err, "frame", string(shown), "size", len(frame))
-	c.events.emit(Event{Kind: EventFrameError, Transport: c.transport.Name(), Err: err})
+	args := []any{"err", err, "frame", string(shown), "size", len(frame)}
+	if n := c.frameErrLog.skipped.Swap(0); n > 0 {
+		args = append(args, "not_logged_before", n)
+	}
+	c.o.logger.Warn("cable: frame skipped", args...)
 }
 
 // welcome makes l the live link and sends every subscription again.
