@@ -17,23 +17,19 @@
 // the first `connected` (and from navigation start), and for the drop-in
 // where it went (see phases below). BENCH_JSON=1 also prints one JSON line
 // for js/bench/table*.
-import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
-import { createServer } from 'node:http'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { extname, join, normalize, sep } from 'node:path'
+import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { chromiumPath } from '../test/chromium.mjs'
-import { root } from '../test/helpers.mjs'
 import { startFeed } from './feed.mjs'
+import { chromiumArgs, median, packed, serve } from './site.mjs'
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 // V8 writes a WebAssembly module's compiled code to the HTTP cache once it
 // has settled (tiered up, or a couple of seconds after the last
 // compilation); a return visit comes later than that.
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 4000)
-
-const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html; charset=utf-8' }
 
 // page returns the HTML of a test page for mode: plain, cable (with the
 // preload hint) or cable-nopreload.
@@ -42,11 +38,11 @@ function page(mode, feedURL) {
   return `<!doctype html>
 <meta charset="utf-8">
 <title>startup ${mode}</title>
-${mode === 'cable' ? '<link rel="modulepreload" href="/js/index.js">\n<link rel="preload" href="/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>' : ''}
-<script src="/node_modules/@rails/actioncable/app/assets/javascripts/actioncable.js"></script>
+${mode === 'cable' ? '<link rel="modulepreload" href="/cableway/js/index.js">\n<link rel="preload" href="/cableway/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>' : ''}
+<script src="/actioncable.js"></script>
 <script>performance.mark('actioncable')</script>
 <script type="module">
-${cable ? "import { install } from '/js/index.js'\ninstall(ActionCable)" : ''}
+${cable ? "import { install } from '/cableway/js/index.js'\ninstall(ActionCable)" : ''}
 const consumer = ActionCable.createConsumer(${JSON.stringify(feedURL)})
 consumer.subscriptions.create({ channel: 'Bench' }, {
   connected() {
@@ -107,44 +103,13 @@ const probe = () => {
   })
 }
 
-async function serve(feedURL) {
-  const base = normalize(root + sep)
-  const etags = new Map()
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x')
-    if (url.pathname === '/startup.html') {
-      res.writeHead(200, { 'content-type': types['.html'], 'cache-control': 'no-store' })
-      return res.end(page(url.searchParams.get('mode'), feedURL))
-    }
-    const file = normalize(join(base, decodeURIComponent(url.pathname)))
-    if (!file.startsWith(base) || file.split(sep).includes('.git')) return res.writeHead(403).end()
-    try {
-      const st = await stat(file)
-      let tag = etags.get(file)
-      if (!tag || tag.mtime !== st.mtimeMs) {
-        tag = { mtime: st.mtimeMs, etag: `"${createHash('sha1').update(await readFile(file)).digest('hex')}"` }
-        etags.set(file, tag)
-      }
-      const headers = { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', etag: tag.etag }
-      if (req.headers['if-none-match'] === tag.etag) return res.writeHead(304, headers).end()
-      res.writeHead(200, { ...headers, 'content-length': st.size })
-      res.end(await readFile(file))
-    } catch {
-      res.writeHead(404).end()
-    }
-  })
-  await new Promise((r) => server.listen(0, '127.0.0.1', r))
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r) }) }
-}
-
 // visit opens url in a new browser on profile dir, waits for the first
 // `connected`, and returns the page's figures.
 async function visit(dir, url) {
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: chromiumPath,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: chromiumArgs,
   })
   try {
     await context.addInitScript(probe)
@@ -175,14 +140,11 @@ async function visit(dir, url) {
   }
 }
 
-const median = (xs) => {
-  const s = xs.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b)
-  return s.length ? s[s.length >> 1] : NaN
-}
 const ms = (x) => (Number.isNaN(x) ? '–' : `${x.toFixed(0)} ms`)
 
+const pkg = await packed()
 const feed = await startFeed()
-const site = await serve(feed.url)
+const site = await serve(pkg.dir, { startup: (q) => page(q.get('mode'), feed.url) })
 const modes = (process.env.BENCH_MODES ?? 'plain,cable').split(',')
 const runs = {} // `${mode} ${cache}` → [figures]
 try {
@@ -200,6 +162,7 @@ try {
 } finally {
   await site.close()
   await feed.close()
+  await pkg.close()
 }
 
 console.log(`Chromium ${chromium.name()} (${chromiumPath}), ${rounds} alternating rounds, medians; "loaded" = @rails/actioncable's script ran`)
