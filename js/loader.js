@@ -352,12 +352,39 @@ class Wire {
     this.lastArrival = -Infinity
     this.deliver = this.deliver.bind(this)
     // Go calls these (the hook contract): plain functions, no `this` needed.
-    this.open = (id, url, protocols) => {
+    //
+    // open's direct ({tag, readLimit}, or undefined) is set for a drop-in
+    // socket on one WebSocket (wasm/socket.go): tag {socket, convert}
+    // names the CableSocket and the subprotocols whose frames Go must
+    // convert. On any other subprotocol the text frames go straight to the
+    // CableSocket (_frame) in the message event, and it sends on the
+    // WebSocket itself (given by _direct): no crossing into Go per frame. The first
+    // frame that might exceed the read limit, or a binary one, goes to Go
+    // as usual, and so does every later frame (their order is kept): Go
+    // applies the limit and reports what it makes of them.
+    this.open = (id, url, protocols, direct) => {
       const ws = new this.WS(url, protocols)
       ws.binaryType = 'arraybuffer'
       this.sockets.set(id, ws)
-      ws.onopen = () => this.push(K_OPEN, id, encoder.encode(ws.protocol ?? ''))
-      ws.onmessage = (e) => (typeof e.data === 'string' ? this.pushText(id, e.data) : this.push(K_BINARY, id, new Uint8Array(e.data)))
+      let target = null // the CableSocket frames go to, while they go directly
+      const limit = direct?.readLimit ?? 0
+      ws.onopen = () => {
+        const protocol = ws.protocol ?? ''
+        const t = direct && this.rt.targets.get(direct.tag?.socket)
+        if (t?._direct && !direct.tag.convert?.includes(protocol)) {
+          target = t
+          t._direct(ws)
+        }
+        this.push(K_OPEN, id, encoder.encode(protocol))
+      }
+      ws.onmessage = (e) => {
+        if (target) {
+          if (typeof e.data === 'string' && e.data.length * 3 <= limit) return target._frame(e.data)
+          target = null // from here on through Go, in order
+        }
+        if (typeof e.data === 'string') this.pushText(id, e.data)
+        else this.push(K_BINARY, id, new Uint8Array(e.data))
+      }
       ws.onclose = (e) => {
         this.sockets.delete(id)
         const reason = encoder.encode(e.reason ?? '')

@@ -99,6 +99,8 @@ export class CableSocket extends Emitter {
     this._options = connectionOptions(options)
     if (typeof options?.ontransportchange === 'function') this.addEventListener('transportchange', options.ontransportchange)
     this._close = null // [code, reason] of a close() made before Go had the socket
+    this._ws = null // the WebSocket to send on directly (see _direct)
+    this._early = null // frames that came directly before the open record
     try {
       this._origin = new URL(this.url).origin
     } catch {
@@ -131,6 +133,21 @@ export class CableSocket extends Emitter {
     this._closed(1006, message, false)
   }
 
+  // _direct is called by the loader's wire (js/loader.js) when the socket
+  // is one WebSocket whose frames JavaScript reads as they come: commands
+  // that Go would send as they are then go straight to ws, and the wire
+  // hands the frames it receives to _frame, without a crossing into Go.
+  _direct(ws) {
+    this._ws = ws
+  }
+
+  // _frame is a text frame from the wire. It may come before Go's open
+  // record (the open event went to Go, the frame did not): it waits for it.
+  _frame(data) {
+    if (this.readyState === OPEN) this._emit('message', { type: 'message', data, origin: this._origin })
+    else if (this.readyState === CONNECTING) (this._early ??= []).push(data)
+  }
+
   // _record handles a record from Go (see wasm/outbox.go).
   _record(kind, payload) {
     switch (kind) {
@@ -151,6 +168,11 @@ export class CableSocket extends Emitter {
         this.readyState = OPEN
         this.protocol = payload
         this._emit('open', { type: 'open' })
+        if (this._early) {
+          const early = this._early
+          this._early = null
+          for (const data of early) this._frame(data)
+        }
         break
       case 'e':
         this._emit('error', { type: 'error', message: payload, error: new Error(payload) })
@@ -181,6 +203,7 @@ export class CableSocket extends Emitter {
   send(data) {
     if (this.readyState === CONNECTING) throw new DOMException('cableway: socket is still connecting', 'InvalidStateError')
     if (this.readyState !== OPEN) return // as browsers do: dropped
+    if (this._ws && plainCommand(data)) return this._ws.send(data)
     let err
     try {
       err = this._rt.call('socketSend', this._id, String(data))
@@ -209,6 +232,32 @@ export class CableSocket extends Emitter {
       this._died(err)
     }
   }
+}
+
+// plainCommand tells whether data is an ActionCable command that Go would
+// send as it is, give or take JSON spelling: an object with a known
+// command, a non-empty string identifier, string data where Go writes it,
+// and nothing else. Anything else goes through Go, which normalises it or
+// says why it refuses it.
+function plainCommand(data) {
+  if (typeof data !== 'string') return false
+  let c
+  try {
+    c = JSON.parse(data)
+  } catch {
+    return false
+  }
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) return false
+  for (const key in c) if (key !== 'command' && key !== 'identifier' && key !== 'data') return false
+  if (typeof c.identifier !== 'string' || c.identifier === '') return false
+  switch (c.command) {
+    case 'message':
+      return typeof c.data === 'string'
+    case 'subscribe':
+    case 'unsubscribe':
+      return c.data === undefined || (typeof c.data === 'string' && c.data !== '')
+  }
+  return false
 }
 
 for (const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED })) {
