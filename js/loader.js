@@ -146,14 +146,15 @@ function webSocketClass() {
 
 async function start() {
   const WS = webSocketClass()
-  await goRuntime()
   if (!module) {
     module = compile()
     module.catch(() => { module = undefined })
   }
+  // Go's runtime loads while the module compiles, not before.
+  const [compiled] = await Promise.all([module, goRuntime()])
   const go = new globalThis.Go()
   let hasExited = false
-  const instance = await WebAssembly.instantiate(await module, quietAfterExit(go.importObject, () => hasExited))
+  const instance = await WebAssembly.instantiate(compiled, quietAfterExit(go.importObject, () => hasExited))
   // Go's main calls this with its exported functions and gets back the
   // JS functions it calls: notify() and the Wire (the WebSocket hook).
   const key = `__cablewayBoot${bootSeq++}`

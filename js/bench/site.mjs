@@ -35,13 +35,15 @@ const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'a
 
 /**
  * Serves on 127.0.0.1: /cableway/… the package at pkg, /actioncable.js the
- * official client (8.x) of this checkout, and /<name>.html the HTML that
- * pages[name](searchParams) returns. Files carry an ETag and
+ * official client (8.x) of this checkout, /<name>.html the HTML that
+ * pages[name](searchParams) returns, and /base/… the package at base if
+ * given (another version, to compare). Files carry an ETag and
  * `cache-control: no-cache`: a warm visit revalidates each (304).
  */
-export async function serve(pkg, pages = {}) {
+export async function serve(pkg, pages = {}, base) {
   const mounts = [
     ['/cableway/', normalize(pkg + sep)],
+    ...(base ? [['/base/', normalize(base + sep)]] : []),
     ['/actioncable.js', join(root, 'node_modules', '@rails', 'actioncable', 'app', 'assets', 'javascripts', 'actioncable.js')],
   ]
   const etags = new Map()

@@ -13,6 +13,10 @@
 // Node `ws` ActionCable peer) on 127.0.0.1. Files are served with an ETag
 // and `cache-control: no-cache` (a warm visit revalidates each file, 304).
 //
+// Modes (BENCH_MODES, default plain,cable): plain, cable, cable-nopreload
+// (the drop-in without the preload hints) and base (the drop-in from the
+// unpacked package CABLEWAY_BENCH_BASE names, e.g. an earlier version).
+//
 // Printed: medians over the rounds of the time from ActionCable loaded to
 // the first `connected` (and from navigation start), and for the drop-in
 // where it went (see phases below). BENCH_JSON=1 also prints one JSON line
@@ -35,14 +39,15 @@ const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 4000)
 // preload hint) or cable-nopreload.
 function page(mode, feedURL) {
   const cable = mode !== 'plain'
+  const pkg = mode === 'base' ? '/base' : '/cableway'
   return `<!doctype html>
 <meta charset="utf-8">
 <title>startup ${mode}</title>
-${mode === 'cable' ? '<link rel="modulepreload" href="/cableway/js/index.js">\n<link rel="preload" href="/cableway/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>' : ''}
+${mode === 'cable' || mode === 'base' ? `<link rel="modulepreload" href="${pkg}/js/index.js">\n<link rel="preload" href="${pkg}/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>` : ''}
 <script src="/actioncable.js"></script>
 <script>performance.mark('actioncable')</script>
 <script type="module">
-${cable ? "import { install } from '/cableway/js/index.js'\ninstall(ActionCable)" : ''}
+${cable ? `import { install } from '${pkg}/js/index.js'\ninstall(ActionCable)` : ''}
 const consumer = ActionCable.createConsumer(${JSON.stringify(feedURL)})
 consumer.subscriptions.create({ channel: 'Bench' }, {
   connected() {
@@ -144,7 +149,7 @@ const ms = (x) => (Number.isNaN(x) ? '–' : `${x.toFixed(0)} ms`)
 
 const pkg = await packed()
 const feed = await startFeed()
-const site = await serve(pkg.dir, { startup: (q) => page(q.get('mode'), feed.url) })
+const site = await serve(pkg.dir, { startup: (q) => page(q.get('mode'), feed.url) }, process.env.CABLEWAY_BENCH_BASE)
 const modes = (process.env.BENCH_MODES ?? 'plain,cable').split(',')
 const runs = {} // `${mode} ${cache}` → [figures]
 try {
@@ -172,7 +177,7 @@ for (const [key, list] of Object.entries(runs)) {
   const fromNav = median(list.map((x) => x.connected))
   out[key] = { fromLoadedMs: fromLoaded, fromNavigationMs: fromNav, rounds: list.map((x) => +(x.connected - x.actioncable).toFixed(1)) }
   let line = `${key.padEnd(22)} connected ${ms(fromLoaded).padStart(7)} after loaded, ${ms(fromNav).padStart(7)} after navigation start  [${out[key].rounds.join(', ')}]`
-  if (key.startsWith('cable')) {
+  if (key.startsWith('cable') || key.startsWith('base')) {
     const ph = (a, b) => median(list.map((x) => x[b] - x[a]))
     line += `\n${''.padEnd(22)} phases: wasm fetch ${ms(ph('wasmFetchStart', 'wasmFetchEnd'))} (status ${list[0].wasmStatus}, ${list[0].wasmBytes} B over the wire)` +
       `, compile ${ms(ph('compileStart', 'compileEnd'))}, instantiate ${ms(ph('instantiateStart', 'instantiateEnd'))}` +
