@@ -1,7 +1,10 @@
 // The loader starts the Go WebAssembly instance (wasm/ in this repository)
 // and carries everything that crosses between it and JavaScript.
 //
-// Crossings are batched, since each costs far more than a frame:
+// Crossings are avoided or batched, since each costs far more than a frame:
+// - A CableSocket on one WebSocket with a JSON wire crosses into Go only
+//   to open and close: Wire hands its text frames to it directly, and it
+//   sends on the WebSocket itself (see Wire.open).
 // - Sockets: Wire (below) is the JS hook of the sdk's WebSocket transport
 //   (sdk/transport/websocket, SetJSHook): it queues the events of every
 //   socket in one buffer and hands it to Go in one call per task
