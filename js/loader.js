@@ -230,6 +230,55 @@ const nextTask = (() => {
 
 const report = globalThis.reportError ?? ((err) => setTimeout(() => { throw err }))
 
+// Sockets opened before the instance runs (preopen), by the id of their
+// CableSocket, until the wire adopts them or they are dropped: {ws, url,
+// protocols, events}, events being what the socket did so far.
+const early = new Map()
+
+/**
+ * Opens the WebSocket of CableSocket `owner` now, if no instance runs yet,
+ * so that its handshake overlaps the instance's start: the wire adopts it
+ * when Go opens the socket with the same url and protocols (Wire.open).
+ * The caller drops it (dropEarly) if Go opens something else, or when the
+ * CableSocket closes or fails before. Returns whether it opened one.
+ */
+export function preopen(owner, url, protocols) {
+  if (current?.runtime && !current.runtime.dead) return false
+  let ws
+  try {
+    ws = new (webSocketClass())(url, protocols)
+  } catch {
+    return false // Go's dial says why
+  }
+  ws.binaryType = 'arraybuffer'
+  const pre = { ws, url, protocols, events: [] }
+  ws.onopen = ws.onmessage = ws.onclose = (e) => pre.events.push([e.type, e])
+  ws.onerror = () => {}
+  early.set(owner, pre)
+  return true
+}
+
+/** Closes the early socket of owner, unless the wire adopted it. */
+export function dropEarly(owner) {
+  const pre = early.get(owner)
+  if (!pre) return
+  early.delete(owner)
+  closeEarly(pre)
+}
+
+function closeEarly(pre) {
+  pre.ws.onopen = pre.ws.onmessage = pre.ws.onclose = null
+  try {
+    pre.ws.close()
+  } catch {}
+}
+
+function sameList(a, b) {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 /** Runtime is one running Go instance. */
 export class Runtime {
   constructor(api, WS, go) {
@@ -366,9 +415,23 @@ class Wire {
     // frame that might exceed the read limit, or a binary one, goes to Go
     // as usual, and so does every later frame (their order is kept): Go
     // applies the limit and reports what it makes of them.
+    //
+    // A socket opened early (preopen) for the CableSocket direct's tag
+    // names, with the same url and protocols, is adopted instead of opening
+    // another: the events it had are replayed first, in order.
     this.open = (id, url, protocols, direct) => {
-      const ws = new this.WS(url, protocols)
-      ws.binaryType = 'arraybuffer'
+      const owner = direct?.tag?.socket
+      const pre = owner !== undefined ? early.get(owner) : undefined
+      let ws
+      if (pre) {
+        early.delete(owner)
+        if (pre.url === url && sameList(pre.protocols, protocols)) ws = pre.ws
+        else closeEarly(pre)
+      }
+      if (!ws) {
+        ws = new this.WS(url, protocols)
+        ws.binaryType = 'arraybuffer'
+      }
       this.sockets.set(id, ws)
       let target = null // the CableSocket frames go to, while they go directly
       const limit = direct?.readLimit ?? 0
@@ -400,6 +463,12 @@ class Wire {
         this.push(K_CLOSED, id, p)
       }
       ws.onerror = () => {} // a close event follows
+      if (ws === pre?.ws) {
+        for (const [type, e] of pre.events) {
+          if (this.sockets.get(id) !== ws) break // closed by a replayed event
+          ws[`on${type}`](e)
+        }
+      }
     }
     this.send = (id, data) => this.sockets.get(id)?.send(data)
     // Go forgets the id once it has called close: its events are not

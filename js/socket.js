@@ -1,9 +1,10 @@
 // CableSocket: a WebSocket-compatible class backed by the Go sdk, for
 // @rails/actioncable's adapters.WebSocket. The JS client always sees
 // actioncable-v1-json; the wire may speak MessagePack.
-import { load, newId } from './loader.js'
+import { dropEarly, load, newId, preopen } from './loader.js'
 
 const JSON_PROTOCOL = 'actioncable-v1-json'
+const MSGPACK_PROTOCOL = 'actioncable-v1-msgpack'
 
 /** A minimal event target: on<type> handlers first, then listeners. */
 export class Emitter {
@@ -106,6 +107,12 @@ export class CableSocket extends Emitter {
     } catch {
       this._origin = ''
     }
+    // On one WebSocket, the handshake need not wait for the instance: the
+    // socket Go will ask for opens now (see preopen in loader.js).
+    const o = this._options
+    if (!o.bridge && (o.transports ?? [o.transport ?? 'websocket']).join() === 'websocket') {
+      preopen(this._id, this.url, wireOffer(this._protocols, o.msgpack === true))
+    }
     load().then(
       (rt) => this._start(rt),
       (err) => this._fail(err),
@@ -120,12 +127,15 @@ export class CableSocket extends Emitter {
       rt.call('socketOpen', this._id, this.url, this._protocols, this._options)
     } catch (err) {
       this._died(err)
+    } finally {
+      dropEarly(this._id) // Go opened something else, if it did not adopt it
     }
   }
 
   // _fail: the Go instance could not be loaded. The close reason says why
   // (a browser's 1006 has none, which leaves the page guessing).
   _fail(err) {
+    dropEarly(this._id)
     if (this.readyState === CLOSED) return
     if (this._close) return this._closed(1006, 'cableway: closed before the connection opened', false)
     const message = String(err?.message ?? err)
@@ -225,13 +235,24 @@ export class CableSocket extends Emitter {
     if (this.readyState === CLOSING || this.readyState === CLOSED) return
     this.readyState = CLOSING
     this._close = [code, String(reason)]
-    if (!this._rt) return // still loading: _start closes it
+    if (!this._rt) return dropEarly(this._id) // still loading: _start reports the close
     try {
       this._rt.call('socketClose', this._id, code ?? null, String(reason))
     } catch (err) {
       this._died(err)
     }
   }
+}
+
+// wireOffer returns the subprotocols Go offers on the wire for a socket
+// whose JS client offered protocols (wasm/socket.go, socketOpen says why).
+function wireOffer(protocols, msgpack) {
+  const offer = msgpack ? [MSGPACK_PROTOCOL] : []
+  if (protocols.length > 0) {
+    offer.push(JSON_PROTOCOL)
+    for (const p of protocols) if (p !== JSON_PROTOCOL && p !== MSGPACK_PROTOCOL) offer.push(String(p))
+  } else if (msgpack) offer.push(JSON_PROTOCOL)
+  return offer
 }
 
 // plainCommand tells whether data is an ActionCable command that Go would

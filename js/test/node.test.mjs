@@ -297,6 +297,37 @@ describe('CableSocket on one WebSocket, JSON wire', () => {
     assert.equal(ev.items.some((e) => e.kind === 'message'), false, 'nothing after the oversize frame')
   })
 
+  test('the first socket opens while the instance starts, and Go adopts it', async () => {
+    const made = [] // the WebSockets cableway makes, as it makes them
+    cableway.configure({ WebSocket: class extends WebSocket { constructor(...args) { super(...args); made.push(args[0]) } } })
+    await crash() // the next socket finds no running instance, as the first of a page does
+    let connections = 0
+    const counted = () => connections++
+    wss.on('connection', counted)
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    assert.deepEqual(made, [peer], 'the WebSocket is made in the constructor, before an instance runs')
+    s.onopen = () => ev.push({ kind: 'open' })
+    s.onmessage = (e) => ev.push({ kind: 'message', data: e.data })
+    s.onclose = (e) => ev.push({ kind: 'close', data: e })
+    try {
+      await ev.next((e) => e.kind === 'open')
+      const frames = []
+      for (let i = 0; i < 6; i++) frames.push((await ev.next((e) => e.kind === 'message')).data)
+      assert.deepEqual(frames, ['{"type":"welcome"}', '{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'])
+      const cmd = '{"command":"subscribe","identifier":"{\\"channel\\":\\"early\\"}"}'
+      s.send(cmd)
+      assert.equal(await got.next((t) => t === cmd), cmd)
+      assert.equal(connections, 1, 'one connection: the early one, adopted')
+      assert.deepEqual(made, [peer], 'Go made no other')
+      assert.equal(ev.items.some((e) => e.kind === 'close'), false)
+    } finally {
+      wss.off('connection', counted)
+      s.close()
+      cableway.configure({ WebSocket })
+    }
+  })
+
   test('a text frame is delivered as it came, as a WebSocket does', async () => {
     const ev = new Events()
     const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
