@@ -8,6 +8,9 @@
 //
 //   node js/bench/rtt.mjs     # BENCH_ROUNDS (5), BENCH_ECHOES (2000); BENCH_JSON=1: one JSON line too
 //
+// CABLEWAY_BENCH_BASE=<unpacked package> adds a third page, base: the
+// drop-in of that package (e.g. an earlier version), in the same rounds.
+//
 // Printed: the medians over the rounds of each round's median and mean
 // round trip, and cable ÷ plain (the issue's target: ≤ 1.3×).
 import { chromium } from 'playwright-core'
@@ -23,7 +26,7 @@ const page = (mode) => `<!doctype html>
 <title>rtt ${mode}</title>
 <script src="/actioncable.js"></script>
 <script type="module">
-${mode === 'cable' ? "import { install } from '/cableway/js/index.js'\ninstall(ActionCable)" : ''}
+${mode === 'plain' ? '' : `import { install } from '/${mode === 'base' ? 'base' : 'cableway'}/js/index.js'\ninstall(ActionCable)`}
 window.H = {
   // count sequential echo round trips on a new consumer; resolves to the
   // round trips in ms.
@@ -51,15 +54,18 @@ window.H.ready = true
 
 const pkg = await packed()
 const feed = await startFeed()
-const site = await serve(pkg.dir, { rtt: (q) => page(q.get('mode')) })
+const base = process.env.CABLEWAY_BENCH_BASE // another unpacked package, to compare: mode base
+const site = await serve(pkg.dir, { rtt: (q) => page(q.get('mode')) }, base)
 const browser = await launch()
 const res = { plain: { p50: [], mean: [] }, cable: { p50: [], mean: [] } }
+if (base) res.base = { p50: [], mean: [] }
 try {
   const pages = {}
   for (const mode of Object.keys(res)) pages[mode] = await browser.page(`${site.url}/rtt.html?mode=${mode}`)
   for (const p of Object.values(pages)) await p.evaluate(([u, n]) => H.echo(u, n), [feed.url, Math.min(echoes, 500)]) // warm-up
   for (let r = 0; r < rounds; r++) {
-    for (const [mode, p] of r % 2 ? Object.entries(pages).reverse() : Object.entries(pages)) {
+    const order = Object.entries(pages)
+    for (const [mode, p] of r % 2 ? order.reverse() : order) {
       const rtts = await p.evaluate(([u, n]) => H.echo(u, n), [feed.url, echoes])
       res[mode].p50.push(median(rtts) * 1000)
       res[mode].mean.push((rtts.reduce((a, b) => a + b, 0) / rtts.length) * 1000)
@@ -82,4 +88,5 @@ for (const [mode, r] of Object.entries(res)) {
 }
 const ratio = out.cable.p50Us / out.plain.p50Us
 console.log(`cable ÷ plain: median ${ratio.toFixed(2)}×, mean ${(out.cable.meanUs / out.plain.meanUs).toFixed(2)}× (target ≤ 1.3×)`)
+if (base) console.log(`base ÷ plain: median ${(out.base.p50Us / out.plain.p50Us).toFixed(2)}×, mean ${(out.base.meanUs / out.plain.meanUs).toFixed(2)}× (${base})`)
 if (process.env.BENCH_JSON) console.log(JSON.stringify({ rtt: { ...out, ratioP50: ratio, ratioMean: out.cable.meanUs / out.plain.meanUs, echoes, rounds } }))
