@@ -69,8 +69,10 @@ function report(b) {
   // of methods): github.com_x_y_pkg.(*T).M is github.com_x_y_pkg.__T_.M. The
   // package is what precedes the first dot, past a leading domain's.
   const pkgOf = (fn) => {
+    if (fn.startsWith('type_.')) return '(type equality and hash functions)'
     const domain = /^[a-z0-9-]+(\.[a-z0-9-]+)+_/.exec(fn)
-    const dot = fn.indexOf('.', domain ? domain[0].length : 0)
+    let dot = fn.indexOf('.', domain ? domain[0].length : 0)
+    if (dot < 0) dot = fn.indexOf('.') // sync.runtime_notifyListCheck: no domain after all
     return (dot < 0 ? fn : fn.slice(0, dot)).replaceAll('_', '/')
   }
   const byPkg = new Map()
