@@ -35,6 +35,14 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 // compilation); a return visit comes later than that.
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 4000)
 
+// hints are the preload hints js/README.md documents, for the package
+// served at pkg: the .wasm, and every module of the package (a module's
+// imports are otherwise fetched only once it has arrived).
+const hints = (pkg) => [
+  `<link rel="preload" href="${pkg}/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>`,
+  ...['index.js', 'socket.js', 'loader.js', 'consumer.js', 'dist/wasm_exec.js'].map((f) => `<link rel="modulepreload" href="${pkg}/js/${f}">`),
+].join('\n')
+
 // page returns the HTML of a test page for mode: plain, cable (with the
 // preload hint) or cable-nopreload.
 function page(mode, feedURL) {
@@ -43,7 +51,7 @@ function page(mode, feedURL) {
   return `<!doctype html>
 <meta charset="utf-8">
 <title>startup ${mode}</title>
-${mode === 'cable' || mode === 'base' ? `<link rel="modulepreload" href="${pkg}/js/index.js">\n<link rel="preload" href="${pkg}/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>` : ''}
+${mode === 'cable' || mode === 'base' ? hints(pkg) : ''}
 <script src="/actioncable.js"></script>
 <script>performance.mark('actioncable')</script>
 <script type="module">
