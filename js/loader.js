@@ -1,7 +1,10 @@
 // The loader starts the Go WebAssembly instance (wasm/ in this repository)
 // and carries everything that crosses between it and JavaScript.
 //
-// Crossings are batched, since each costs far more than a frame:
+// Crossings are avoided or batched, since each costs far more than a frame:
+// - A CableSocket on one WebSocket with a JSON wire crosses into Go only
+//   to open and close: Wire hands its text frames to it directly, and it
+//   sends on the WebSocket itself (see Wire.open).
 // - Sockets: Wire (below) is the JS hook of the sdk's WebSocket transport
 //   (sdk/transport/websocket, SetJSHook): it queues the events of every
 //   socket in one buffer and hands it to Go in one call per task
@@ -146,14 +149,15 @@ function webSocketClass() {
 
 async function start() {
   const WS = webSocketClass()
-  await goRuntime()
   if (!module) {
     module = compile()
     module.catch(() => { module = undefined })
   }
+  // Go's runtime loads while the module compiles, not before.
+  const [compiled] = await Promise.all([module, goRuntime()])
   const go = new globalThis.Go()
   let hasExited = false
-  const instance = await WebAssembly.instantiate(await module, quietAfterExit(go.importObject, () => hasExited))
+  const instance = await WebAssembly.instantiate(compiled, quietAfterExit(go.importObject, () => hasExited))
   // Go's main calls this with its exported functions and gets back the
   // JS functions it calls: notify() and the Wire (the WebSocket hook).
   const key = `__cablewayBoot${bootSeq++}`
@@ -225,6 +229,55 @@ const nextTask = (() => {
 })()
 
 const report = globalThis.reportError ?? ((err) => setTimeout(() => { throw err }))
+
+// Sockets opened before the instance runs (preopen), by the id of their
+// CableSocket, until the wire adopts them or they are dropped: {ws, url,
+// protocols, events}, events being what the socket did so far.
+const early = new Map()
+
+/**
+ * Opens the WebSocket of CableSocket `owner` now, if no instance runs yet,
+ * so that its handshake overlaps the instance's start: the wire adopts it
+ * when Go opens the socket with the same url and protocols (Wire.open).
+ * The caller drops it (dropEarly) if Go opens something else, or when the
+ * CableSocket closes or fails before. Returns whether it opened one.
+ */
+export function preopen(owner, url, protocols) {
+  if (current?.runtime && !current.runtime.dead) return false
+  let ws
+  try {
+    ws = new (webSocketClass())(url, protocols)
+  } catch {
+    return false // Go's dial says why
+  }
+  ws.binaryType = 'arraybuffer'
+  const pre = { ws, url, protocols, events: [] }
+  ws.onopen = ws.onmessage = ws.onclose = (e) => pre.events.push([e.type, e])
+  ws.onerror = () => {}
+  early.set(owner, pre)
+  return true
+}
+
+/** Closes the early socket of owner, unless the wire adopted it. */
+export function dropEarly(owner) {
+  const pre = early.get(owner)
+  if (!pre) return
+  early.delete(owner)
+  closeEarly(pre)
+}
+
+function closeEarly(pre) {
+  pre.ws.onopen = pre.ws.onmessage = pre.ws.onclose = null
+  try {
+    pre.ws.close()
+  } catch {}
+}
+
+function sameList(a, b) {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
 
 /** Runtime is one running Go instance. */
 export class Runtime {
@@ -352,12 +405,53 @@ class Wire {
     this.lastArrival = -Infinity
     this.deliver = this.deliver.bind(this)
     // Go calls these (the hook contract): plain functions, no `this` needed.
-    this.open = (id, url, protocols) => {
-      const ws = new this.WS(url, protocols)
-      ws.binaryType = 'arraybuffer'
+    //
+    // open's direct ({tag, readLimit}, or undefined) is set for a drop-in
+    // socket on one WebSocket (wasm/socket.go): tag {socket, convert}
+    // names the CableSocket and the subprotocols whose frames Go must
+    // convert. On any other subprotocol the text frames go straight to the
+    // CableSocket (_frame) in the message event, and it sends on the
+    // WebSocket itself (given by _direct): no crossing into Go per frame. The first
+    // frame that might exceed the read limit, or a binary one, goes to Go
+    // as usual, and so does every later frame (their order is kept): Go
+    // applies the limit and reports what it makes of them.
+    //
+    // A socket opened early (preopen) for the CableSocket direct's tag
+    // names, with the same url and protocols, is adopted instead of opening
+    // another: the events it had are replayed first, in order.
+    this.open = (id, url, protocols, direct) => {
+      const owner = direct?.tag?.socket
+      const pre = owner !== undefined ? early.get(owner) : undefined
+      let ws
+      if (pre) {
+        early.delete(owner)
+        if (pre.url === url && sameList(pre.protocols, protocols)) ws = pre.ws
+        else closeEarly(pre)
+      }
+      if (!ws) {
+        ws = new this.WS(url, protocols)
+        ws.binaryType = 'arraybuffer'
+      }
       this.sockets.set(id, ws)
-      ws.onopen = () => this.push(K_OPEN, id, encoder.encode(ws.protocol ?? ''))
-      ws.onmessage = (e) => (typeof e.data === 'string' ? this.pushText(id, e.data) : this.push(K_BINARY, id, new Uint8Array(e.data)))
+      let target = null // the CableSocket frames go to, while they go directly
+      const limit = direct?.readLimit ?? 0
+      ws.onopen = () => {
+        const protocol = ws.protocol ?? ''
+        const t = direct && this.rt.targets.get(direct.tag?.socket)
+        if (t?._direct && !direct.tag.convert?.includes(protocol)) {
+          target = t
+          t._direct(ws)
+        }
+        this.push(K_OPEN, id, encoder.encode(protocol))
+      }
+      ws.onmessage = (e) => {
+        if (target) {
+          if (typeof e.data === 'string' && e.data.length * 3 <= limit) return target._frame(e.data)
+          target = null // from here on through Go, in order
+        }
+        if (typeof e.data === 'string') this.pushText(id, e.data)
+        else this.push(K_BINARY, id, new Uint8Array(e.data))
+      }
       ws.onclose = (e) => {
         this.sockets.delete(id)
         const reason = encoder.encode(e.reason ?? '')
@@ -369,6 +463,12 @@ class Wire {
         this.push(K_CLOSED, id, p)
       }
       ws.onerror = () => {} // a close event follows
+      if (ws === pre?.ws) {
+        for (const [type, e] of pre.events) {
+          if (this.sockets.get(id) !== ws) break // closed by a replayed event
+          ws[`on${type}`](e)
+        }
+      }
     }
     this.send = (id, data) => this.sockets.get(id)?.send(data)
     // Go forgets the id once it has called close: its events are not

@@ -1,9 +1,10 @@
 // CableSocket: a WebSocket-compatible class backed by the Go sdk, for
 // @rails/actioncable's adapters.WebSocket. The JS client always sees
 // actioncable-v1-json; the wire may speak MessagePack.
-import { load, newId } from './loader.js'
+import { dropEarly, load, newId, preopen } from './loader.js'
 
 const JSON_PROTOCOL = 'actioncable-v1-json'
+const MSGPACK_PROTOCOL = 'actioncable-v1-msgpack'
 
 /** A minimal event target: on<type> handlers first, then listeners. */
 export class Emitter {
@@ -99,10 +100,18 @@ export class CableSocket extends Emitter {
     this._options = connectionOptions(options)
     if (typeof options?.ontransportchange === 'function') this.addEventListener('transportchange', options.ontransportchange)
     this._close = null // [code, reason] of a close() made before Go had the socket
+    this._ws = null // the WebSocket to send on directly (see _direct)
+    this._early = null // frames that came directly before the open record
     try {
       this._origin = new URL(this.url).origin
     } catch {
       this._origin = ''
+    }
+    // On one WebSocket, the handshake need not wait for the instance: the
+    // socket Go will ask for opens now (see preopen in loader.js).
+    const o = this._options
+    if (!o.bridge && (o.transports ?? [o.transport ?? 'websocket']).join() === 'websocket') {
+      preopen(this._id, this.url, wireOffer(this._protocols, o.msgpack === true))
     }
     load().then(
       (rt) => this._start(rt),
@@ -118,17 +127,35 @@ export class CableSocket extends Emitter {
       rt.call('socketOpen', this._id, this.url, this._protocols, this._options)
     } catch (err) {
       this._died(err)
+    } finally {
+      dropEarly(this._id) // Go opened something else, if it did not adopt it
     }
   }
 
   // _fail: the Go instance could not be loaded. The close reason says why
   // (a browser's 1006 has none, which leaves the page guessing).
   _fail(err) {
+    dropEarly(this._id)
     if (this.readyState === CLOSED) return
     if (this._close) return this._closed(1006, 'cableway: closed before the connection opened', false)
     const message = String(err?.message ?? err)
     this._emit('error', { type: 'error', error: err, message })
     this._closed(1006, message, false)
+  }
+
+  // _direct is called by the loader's wire (js/loader.js) when the socket
+  // is one WebSocket whose frames JavaScript reads as they come: commands
+  // that Go would send as they are then go straight to ws, and the wire
+  // hands the frames it receives to _frame, without a crossing into Go.
+  _direct(ws) {
+    this._ws = ws
+  }
+
+  // _frame is a text frame from the wire. It may come before Go's open
+  // record (the open event went to Go, the frame did not): it waits for it.
+  _frame(data) {
+    if (this.readyState === OPEN) this._emit('message', { type: 'message', data, origin: this._origin })
+    else if (this.readyState === CONNECTING) (this._early ??= []).push(data)
   }
 
   // _record handles a record from Go (see wasm/outbox.go).
@@ -151,6 +178,11 @@ export class CableSocket extends Emitter {
         this.readyState = OPEN
         this.protocol = payload
         this._emit('open', { type: 'open' })
+        if (this._early) {
+          const early = this._early
+          this._early = null
+          for (const data of early) this._frame(data)
+        }
         break
       case 'e':
         this._emit('error', { type: 'error', message: payload, error: new Error(payload) })
@@ -181,6 +213,7 @@ export class CableSocket extends Emitter {
   send(data) {
     if (this.readyState === CONNECTING) throw new DOMException('cableway: socket is still connecting', 'InvalidStateError')
     if (this.readyState !== OPEN) return // as browsers do: dropped
+    if (this._ws && plainCommand(data)) return this._ws.send(data)
     let err
     try {
       err = this._rt.call('socketSend', this._id, String(data))
@@ -202,13 +235,50 @@ export class CableSocket extends Emitter {
     if (this.readyState === CLOSING || this.readyState === CLOSED) return
     this.readyState = CLOSING
     this._close = [code, String(reason)]
-    if (!this._rt) return // still loading: _start closes it
+    if (!this._rt) return dropEarly(this._id) // still loading: _start reports the close
     try {
       this._rt.call('socketClose', this._id, code ?? null, String(reason))
     } catch (err) {
       this._died(err)
     }
   }
+}
+
+// wireOffer returns the subprotocols Go offers on the wire for a socket
+// whose JS client offered protocols (wasm/socket.go, socketOpen says why).
+function wireOffer(protocols, msgpack) {
+  const offer = msgpack ? [MSGPACK_PROTOCOL] : []
+  if (protocols.length > 0) {
+    offer.push(JSON_PROTOCOL)
+    for (const p of protocols) if (p !== JSON_PROTOCOL && p !== MSGPACK_PROTOCOL) offer.push(String(p))
+  } else if (msgpack) offer.push(JSON_PROTOCOL)
+  return offer
+}
+
+// plainCommand tells whether data is an ActionCable command that Go would
+// send as it is, give or take JSON spelling: an object with a known
+// command, a non-empty string identifier, string data where Go writes it,
+// and nothing else. Anything else goes through Go, which normalises it or
+// says why it refuses it.
+function plainCommand(data) {
+  if (typeof data !== 'string') return false
+  let c
+  try {
+    c = JSON.parse(data)
+  } catch {
+    return false
+  }
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) return false
+  for (const key in c) if (key !== 'command' && key !== 'identifier' && key !== 'data') return false
+  if (typeof c.identifier !== 'string' || c.identifier === '') return false
+  switch (c.command) {
+    case 'message':
+      return typeof c.data === 'string'
+    case 'subscribe':
+    case 'unsubscribe':
+      return c.data === undefined || (typeof c.data === 'string' && c.data !== '')
+  }
+  return false
 }
 
 for (const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED })) {

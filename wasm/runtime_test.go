@@ -544,3 +544,35 @@ func TestRuntimesShareNothing(t *testing.T) {
 		t.Fatalf("a heard of b: %v", a.recs)
 	}
 }
+
+// A socket on one WebSocket is dialled with a tag naming it and the
+// subprotocols Go must convert, so that the loader's wire may hand its
+// frames to the JS socket directly; one through the fallback is not (the
+// fallback reads its frames).
+func TestSocketDirectTag(t *testing.T) {
+	h, w := newHarness(t), fakeWire(t)
+	tagOf := func(url string) js.Value {
+		t.Helper()
+		c := w.next("open", func(c call) bool { return c.args[1].String() == url })
+		if len(c.args) < 4 {
+			t.Fatalf("open got %d arguments", len(c.args))
+		}
+		return c.args[3]
+	}
+	const plain = "ws://example.test/direct"
+	h.call("socketOpen", 1, plain, protocols(protocol.SubprotocolJSON), js.Undefined())
+	d := tagOf(plain)
+	if d.Type() != js.TypeObject || d.Get("tag").Get("socket").Int() != 1 ||
+		d.Get("tag").Get("convert").Index(0).String() != protocol.SubprotocolMessagePack || d.Get("readLimit").Int() != websocket.DefaultReadLimit {
+		t.Fatalf("open's direct = %v", js.Global().Get("JSON").Call("stringify", d))
+	}
+	h.call("socketClose", 1, 1000, "")
+
+	const bridged = "ws://example.test/bridged"
+	opts := js.ValueOf(map[string]any{"bridge": "http://127.0.0.1:1/bridge", "headStartMs": 60000})
+	h.call("socketOpen", 2, bridged, protocols(protocol.SubprotocolJSON), opts)
+	if d := tagOf(bridged); !d.IsUndefined() {
+		t.Fatalf("a fallback's WebSocket is tagged: %v", js.Global().Get("JSON").Call("stringify", d))
+	}
+	h.call("socketClose", 2, 1000, "")
+}

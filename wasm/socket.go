@@ -13,6 +13,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
 // settleTimeout bounds how long a socket closed while connecting waits for
@@ -103,7 +104,20 @@ func (s *socket) finish(code int, reason string, clean bool) {
 }
 
 func (s *socket) run(tr transport.Transport, req *transport.Request) {
-	conn, err := tr.Dial(s.ctx, req)
+	ctx := s.ctx
+	if _, plain := tr.(*websocket.Transport); plain {
+		// One WebSocket, no fallback: on a wire whose frames JS reads as
+		// they come (not MessagePack), the loader's wire hands the text
+		// frames straight to the JS CableSocket, and it sends on the
+		// WebSocket itself (see js/loader.js): a frame then costs no
+		// crossing into Go. What is left to Go is the dial, the
+		// subprotocol, the read limit and the close.
+		ctx = websocket.WithJSTag(ctx, js.ValueOf(map[string]any{
+			"socket":  s.id,
+			"convert": []any{protocol.SubprotocolMessagePack},
+		}))
+	}
+	conn, err := tr.Dial(ctx, req)
 	if err != nil {
 		s.fail(err)
 		return

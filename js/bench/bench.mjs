@@ -5,6 +5,10 @@
 //   - Chromium, @rails/actioncable 8.x on the same Node `ws` feed: receive
 //     rate and echo round trip, plain WebSocket vs CableSocket
 // Env: BENCH_FRAMES (default 100000), BENCH_ECHOES (2000), BENCH_ROUNDS (3).
+// The same page, served from this checkout. What a user's page pays, with
+// the package as packed: js/bench/startup.mjs (cold and warm start to the
+// first `connected`) and js/bench/rtt.mjs (echo round trip, µs timers);
+// js/bench/wasmsize.mjs says what each Go package costs in the .wasm.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib'

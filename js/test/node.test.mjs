@@ -221,6 +221,129 @@ describe('CableSocket', () => {
   })
 })
 
+// A JSON peer on one WebSocket: the wire hands frames to the CableSocket
+// and it sends commands on the WebSocket without Go (js/loader.js, Wire);
+// what needs Go (an odd command, a frame near the limit) still goes
+// through it, in order.
+describe('CableSocket on one WebSocket, JSON wire', () => {
+  let wss, peer
+  const got = new Events()
+  before(async () => {
+    wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: (p) => (p.has('actioncable-v1-json') ? 'actioncable-v1-json' : false) })
+    await new Promise((r) => wss.on('listening', r))
+    peer = `ws://127.0.0.1:${wss.address().port}/cable`
+    wss.on('connection', (ws) => {
+      // In one go, before the client's Go has even seen the open event.
+      ws.send('{"type":"welcome"}')
+      for (let i = 0; i < 5; i++) ws.send(`{"n":${i}}`)
+      ws.on('message', (raw) => {
+        const text = raw.toString()
+        got.push(text)
+        const cmd = JSON.parse(text)
+        if (cmd.command !== 'message') return
+        const { action, size } = JSON.parse(cmd.data)
+        if (action === 'burst') {
+          // Small, then one that may exceed the limit (it goes through Go,
+          // which accepts it), then small again: all in order.
+          ws.send('{"n":10}')
+          ws.send(`{"n":11,"pad":"${'p'.repeat(size)}"}`)
+          for (let i = 12; i < 15; i++) ws.send(`{"n":${i}}`)
+        }
+        if (action === 'control') ws.send('{"n":20,\x1e"odd":true}') // not JSON: a WebSocket delivers it as it is
+      })
+    })
+  })
+  after(() => new Promise((r) => { for (const c of wss.clients) c.terminate(); wss.close(r) }))
+
+  test('frames in order across the open and the limit, commands as sent', async () => {
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'], { maxFrameBytes: 300 })
+    s.onopen = () => ev.push({ kind: 'open' })
+    s.onmessage = (e) => ev.push({ kind: 'message', data: e.data })
+    s.onerror = (e) => ev.push({ kind: 'error', data: e.message })
+    s.onclose = (e) => ev.push({ kind: 'close', data: e })
+    await ev.next((e) => e.kind === 'open')
+    const frames = async (n) => {
+      const list = []
+      for (let i = 0; i < n; i++) list.push((await ev.next((e) => e.kind === 'message')).data)
+      return list
+    }
+    assert.deepEqual(await frames(6), ['{"type":"welcome"}', '{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'])
+    assert.equal(ev.items.some((e) => e.kind === 'error'), false)
+
+    // A command as the official client writes it reaches the wire as it
+    // was written, odd spacing and all; one Go must normalise (an object
+    // identifier) is normalised; one that is no command throws.
+    const plain = '{ "command": "subscribe", "identifier": "{\\"channel\\":\\"A\\"}" }'
+    s.send(plain)
+    assert.equal(await got.next(), plain)
+    s.send(JSON.stringify({ command: 'subscribe', identifier: { channel: 'B' } }))
+    assert.equal(await got.next(), '{"command":"subscribe","identifier":"{\\"channel\\":\\"B\\"}"}')
+    assert.throws(() => s.send('{"command":"dance","identifier":"x"}'), SyntaxError)
+    assert.throws(() => s.send('not json'), SyntaxError)
+
+    const identifier = '{"channel":"A"}'
+    s.send(JSON.stringify({ command: 'message', identifier, data: JSON.stringify({ action: 'burst', size: 150 }) }))
+    await got.next()
+    const burst = (await frames(5)).map((f) => JSON.parse(f).n)
+    assert.deepEqual(burst, [10, 11, 12, 13, 14])
+
+    // Once frames go through Go, an oversize one closes with 1009.
+    s.send(JSON.stringify({ command: 'message', identifier, data: JSON.stringify({ action: 'burst', size: 400 }) }))
+    await got.next()
+    assert.deepEqual(JSON.parse((await ev.next((e) => e.kind === 'message')).data), { n: 10 })
+    await ev.next((e) => e.kind === 'error')
+    assert.equal((await ev.next((e) => e.kind === 'close')).data.code, 1009)
+    assert.equal(ev.items.some((e) => e.kind === 'message'), false, 'nothing after the oversize frame')
+  })
+
+  test('the first socket opens while the instance starts, and Go adopts it', async () => {
+    const made = [] // the WebSockets cableway makes, as it makes them
+    cableway.configure({ WebSocket: class extends WebSocket { constructor(...args) { super(...args); made.push(args[0]) } } })
+    await crash() // the next socket finds no running instance, as the first of a page does
+    let connections = 0
+    const counted = () => connections++
+    wss.on('connection', counted)
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    assert.deepEqual(made, [peer], 'the WebSocket is made in the constructor, before an instance runs')
+    s.onopen = () => ev.push({ kind: 'open' })
+    s.onmessage = (e) => ev.push({ kind: 'message', data: e.data })
+    s.onclose = (e) => ev.push({ kind: 'close', data: e })
+    try {
+      await ev.next((e) => e.kind === 'open')
+      const frames = []
+      for (let i = 0; i < 6; i++) frames.push((await ev.next((e) => e.kind === 'message')).data)
+      assert.deepEqual(frames, ['{"type":"welcome"}', '{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'])
+      const cmd = '{"command":"subscribe","identifier":"{\\"channel\\":\\"early\\"}"}'
+      s.send(cmd)
+      assert.equal(await got.next((t) => t === cmd), cmd)
+      assert.equal(connections, 1, 'one connection: the early one, adopted')
+      assert.deepEqual(made, [peer], 'Go made no other')
+      assert.equal(ev.items.some((e) => e.kind === 'close'), false)
+    } finally {
+      wss.off('connection', counted)
+      s.close()
+      cableway.configure({ WebSocket })
+    }
+  })
+
+  test('a text frame is delivered as it came, as a WebSocket does', async () => {
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    s.onmessage = (e) => ev.push({ kind: 'message', data: e.data })
+    s.onerror = (e) => ev.push({ kind: 'error', data: e.message })
+    try {
+      await ev.next((e) => e.data === '{"n":4}')
+      s.send(JSON.stringify({ command: 'message', identifier: '{"channel":"A"}', data: JSON.stringify({ action: 'control' }) }))
+      assert.equal((await ev.next((e) => e.kind === 'message' && e.data.startsWith('{"n":20'))).data, '{"n":20,\x1e"odd":true}')
+      assert.equal(ev.items.some((e) => e.kind === 'error'), false)
+    } finally {
+      s.close()
+    }
+  })
+})
+
 describe('examples/electron main-process logic', () => {
   test('joins the room, speaks, reports broadcasts', async () => {
     const { startChat } = await import('../../examples/electron/cable-main.mjs')

@@ -51,12 +51,12 @@ var (
 	hookedMu sync.Mutex
 )
 
-func (c *conn) openHooked(h js.Value, url string, protocols []any) error {
+func (c *conn) openHooked(h js.Value, url string, protocols []any, direct js.Value) error {
 	c.hook = h
 	hookedMu.Lock()
 	hooked[c.id] = c
 	hookedMu.Unlock()
-	if _, err := callJS(func() js.Value { return h.Call("open", c.id, url, protocols) }); err != nil {
+	if _, err := callJS(func() js.Value { return h.Call("open", c.id, url, protocols, direct) }); err != nil {
 		c.forget()
 		return err
 	}

@@ -42,13 +42,22 @@ var (
 // hook is a JavaScript object with three methods, which Go calls
 // synchronously (they must not call back into Go):
 //
-//   - open(id, url, protocols): open a socket. id is an integer in
+//   - open(id, url, protocols, direct): open a socket. id is an integer in
 //     1…2³²−1, unique among this program's sockets and never reused; url is
 //     the URL as given to Dial; protocols is an Array of strings (possibly
 //     empty). The hook must create the socket with binary frames as bytes
 //     (a browser WebSocket's binaryType "arraybuffer") and report its
 //     events (below). It may throw: Dial then fails with the exception's
-//     text, and the id is forgotten.
+//     text, and the id is forgotten. direct is undefined unless Dial's
+//     context carries a tag (WithJSTag); it is then an object {tag,
+//     readLimit}: tag as given, and the connection's read limit in bytes.
+//     The hook may then hand the socket's text frames to whatever tag
+//     names instead of reporting them, as long as the frames keep their
+//     order: once it has reported one frame of id in a 't' or 'b' record,
+//     it must report every later one too. A frame handed elsewhere is
+//     never returned by ReadFrame; one whose UTF-8 size may exceed
+//     readLimit must be reported (ReadFrame then fails with
+//     transport.ErrFrameTooLarge and closes the socket with 1009).
 //   - send(id, data): send one frame. data is a string for a text frame or
 //     a Uint8Array for a binary frame (the hook may keep it; Go does not
 //     reuse it). It is called only after the open record for id has been
@@ -103,6 +112,20 @@ func currentHook() js.Value {
 
 var nextID atomic.Uint32
 
+type jsTagKey struct{}
+
+// WithJSTag returns a copy of ctx with which Dial, through the hook (see
+// SetJSHook), hands tag to the hook's open: the hook may then deliver the
+// socket's text frames to what tag names, in JavaScript, without Go (the
+// hook contract says how). A Conn dialled so returns only the frames the
+// hook reported; it still opens, sends and closes as any other. Without a
+// hook the tag is ignored. The cableway JS package tags the sockets of its
+// drop-in WebSocket on a JSON wire, whose frames JavaScript reads as they
+// came.
+func WithJSTag(ctx context.Context, tag js.Value) context.Context {
+	return context.WithValue(ctx, jsTagKey{}, tag)
+}
+
 func (t *Transport) dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
 	for k := range req.Header {
 		if !strings.EqualFold(k, "Cookie") && !strings.EqualFold(k, "Origin") { // the browser sends its own
@@ -125,7 +148,11 @@ func (t *Transport) dial(ctx context.Context, req *transport.Request) (transport
 	}
 	var err error
 	if h := currentHook(); h.Truthy() {
-		err = c.openHooked(h, req.URL, protocols)
+		direct := js.Undefined()
+		if tag, ok := ctx.Value(jsTagKey{}).(js.Value); ok {
+			direct = js.ValueOf(map[string]any{"tag": tag, "readLimit": c.limit})
+		}
+		err = c.openHooked(h, req.URL, protocols, direct)
 	} else {
 		err = c.openGlobal(req.URL, protocols)
 	}

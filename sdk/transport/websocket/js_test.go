@@ -464,3 +464,46 @@ func TestNoWebSocket(t *testing.T) {
 		t.Fatalf("Dial = %v", err)
 	}
 }
+
+// The hook's open gets no fourth argument's worth unless the dialler tags
+// the socket; a tagged one gets {tag, readLimit} (the transport's limit).
+func TestHookOpenTag(t *testing.T) {
+	rec := fakeHook(t)
+	dial := func(ctx context.Context, tr *Transport) (js.Value, func()) {
+		done := make(chan transport.Conn, 1)
+		go func() {
+			c, err := tr.Dial(ctx, &transport.Request{URL: "ws://example.test/cable", Subprotocols: []string{"actioncable-v1-json"}})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- c
+		}()
+		open := rec.next(t, "open")
+		if len(open.args) != 4 {
+			t.Fatalf("open got %d arguments, want 4", len(open.args))
+		}
+		deliver(record('o', uint32(open.Int(0)), []byte("actioncable-v1-json")))
+		c := <-done
+		return open.args[3], func() {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	direct, closeConn := dial(context.Background(), New())
+	closeConn()
+	if !direct.IsUndefined() {
+		t.Fatalf("untagged dial: open's direct = %v, want undefined", direct)
+	}
+	tag := js.ValueOf(map[string]any{"socket": 7})
+	direct, closeConn = dial(WithJSTag(context.Background(), tag), New(WithReadLimit(4096)))
+	closeConn()
+	if direct.Type() != js.TypeObject || !direct.Get("tag").Equal(tag) || direct.Get("readLimit").Int() != 4096 {
+		t.Fatalf("tagged dial: open's direct = %v", js.Global().Get("JSON").Call("stringify", direct))
+	}
+	direct, closeConn = dial(WithJSTag(context.Background(), tag), New())
+	closeConn()
+	if got := direct.Get("readLimit").Int(); got != DefaultReadLimit {
+		t.Fatalf("tagged dial, default limit: readLimit %d, want %d", got, DefaultReadLimit)
+	}
+}
