@@ -1,10 +1,8 @@
-package bridge
+package compat
 
 import (
 	"encoding/json"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
@@ -27,17 +25,27 @@ func TestCompatDisconnectReadAsConsumer(t *testing.T) {
 		}
 		want := cable.DisconnectOf(&m).Reconnect
 
-		b := &Bridge{}
-		b.cfg.logger = slog.New(slog.DiscardHandler)
+		// A session whose one channel is confirmed on its first
+		// connection, as the consumer's hook and events leave it.
+		h := New("ws://127.0.0.1:1/cable")
+		t.Cleanup(func() { h.Close(t.Context()) })
 		id := `{"channel":"ChatChannel","room":"lobby"}`
-		cs := &compatSession{b: b, e: &compatEntry{}, limit: 16, changed: make(chan struct{}),
-			chans: map[string]*compatChan{id: {identifier: []byte(id), chanID: compatChanID(id), confirmed: true}}}
-		cs.onFrame([]byte(frame), time.Now(), &m)
-		if len(cs.queue) != 1 || cs.queue[0].typ != "disconnected" {
-			t.Fatalf("%s: events %+v, want one disconnected", frame, cs.queue)
+		s := newSession(h, &entry{}, "127.0.0.1")
+		s.chans[id] = &channel{identifier: []byte(id), chanID: chanIDOf(id), confirmed: true, withdraw: func() {}}
+		var welcome protocol.Message
+		(protocol.JSONCodec{}).DecodeMessage([]byte(`{"type":"welcome"}`), &welcome)
+		s.onFrame(cable.Frame{Message: &welcome})
+		s.onEvent(cable.Event{Kind: cable.EventConnected})
+		// The frame, then the consumer's report of the loss it caused.
+		s.onFrame(cable.Frame{Raw: []byte(frame), Message: &m})
+		s.onEvent(cable.Event{Kind: cable.EventDisconnected, Err: cable.DisconnectOf(&m)})
+
+		evs, _, _, _ := s.q.take(0, 10, false)
+		if len(evs) != 1 || evs[0].typ != "disconnected" {
+			t.Fatalf("%s: events %+v, want one disconnected", frame, evs)
 		}
 		var got struct{ Reconnect bool }
-		if err := json.Unmarshal(cs.queue[0].message, &got); err != nil {
+		if err := json.Unmarshal(evs[0].message, &got); err != nil {
 			t.Fatal(err)
 		}
 		if got.Reconnect != want {
