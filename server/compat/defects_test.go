@@ -354,4 +354,3 @@ func TestCompatSubscriptionThatDropsTheConnection(t *testing.T) {
 		}
 	}
 }
-
