@@ -84,6 +84,7 @@ type channel struct {
 	since      uint64 // the connection (welcome count) on which it was added
 	losses     int    // connections lost in a row while its subscribe waited
 	sub        *cable.Subscription
+	ready      chan struct{}      // closed once Subscribe has returned (sub is set if it succeeded)
 	withdraw   context.CancelFunc // ends a Subscribe still waiting
 }
 
@@ -428,13 +429,14 @@ func (s *session) subscribe(ident, chanID string) error {
 	}
 	s.chanSeq++
 	ctx, withdraw := context.WithCancel(context.Background())
-	ch := &channel{identifier: []byte(ident), chanID: chanID, order: s.chanSeq, since: s.gen, withdraw: withdraw}
+	ch := &channel{identifier: []byte(ident), chanID: chanID, order: s.chanSeq, since: s.gen, withdraw: withdraw, ready: make(chan struct{})}
 	s.chans[ident] = ch
 	// Subscribe returns at the first answer; the consumer keeps the
 	// subscription (resubscribing after reconnects) until it is
 	// unsubscribed, rejected or the consumer stops. Its messages reach
 	// the frame hook; the handler only drains them.
 	go func() {
+		defer close(ch.ready)
 		sub, err := s.c.Subscribe(ctx, ident, cable.WithHandler(cable.Handler{Received: func(protocol.Payload) {}}))
 		if err != nil {
 			return // rejected (the hook reported it), withdrawn, or the consumer stopped
@@ -478,15 +480,30 @@ func (s *session) unsubscribe(ctx context.Context, ident string) {
 func (s *session) send(ctx context.Context, ident, data string) error {
 	s.mu.Lock()
 	ch := s.chans[ident]
-	var sub *cable.Subscription
+	var (
+		sub       *cable.Subscription
+		confirmed bool
+	)
 	if ch != nil {
-		sub = ch.sub
+		sub, confirmed = ch.sub, ch.confirmed
 	}
 	s.mu.Unlock()
-	switch {
-	case ch == nil:
+	if ch == nil {
 		return errNotSubscribed
-	case sub == nil:
+	}
+	if sub == nil && confirmed {
+		// The hook saw the confirmation; the consumer's Subscribe
+		// returns right after it.
+		select {
+		case <-ch.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+		sub = ch.sub
+		s.mu.Unlock()
+	}
+	if sub == nil {
 		return errNotConfirmed
 	}
 	if err := sub.Send(ctx, json.RawMessage(data)); err != nil {
