@@ -400,7 +400,9 @@ func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc,
 				return
 			}
 		case now := <-tick.C:
-			if n := c.stats.frames.Load(); n != lastSeen {
+			if n := c.stats.frames.Load(); n != lastSeen || c.hooking.Load() {
+				// A frame hook holding the reader back (backpressure) is
+				// not silence from the server.
 				lastSeen, lastChange = n, now
 			}
 			// The stale timeout applies from the welcome on; before it the

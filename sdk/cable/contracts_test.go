@@ -160,3 +160,44 @@ func TestFrameLimitWithAnyTransport(t *testing.T) {
 		t.Errorf("after the reconnect got %q", got)
 	}
 }
+
+// A frame hook that holds the reader back (the bridge's backpressure) is
+// not silence from the server: the connection is not dropped as stale
+// while it blocks, however long, and frames go on after it returns.
+func TestBlockingFrameHookIsNotStale(t *testing.T) {
+	r := newRig(t) // silent: no pings
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	c := r.dial(cable.WithStaleTimeout(100*time.Millisecond), cable.WithFrameHook(func(f cable.Frame) {
+		if f.Message.Type == protocol.TypeMessage && string(f.Raw) != "" {
+			select {
+			case held <- struct{}{}:
+				<-release
+			default:
+			}
+		}
+	}))
+	sc := r.conn()
+	s := r.subscribe(c, lobby)
+	r.broadcast(sc, lobby, text{"first"})
+	r.wait(held, "the hook holding the first message")
+	// Many stale timeouts pass while the hook blocks; the monitor runs
+	// every 25 ms, so a dropped connection would show by now.
+	timer := time.NewTimer(1 * time.Second)
+	select {
+	case <-sc.Done():
+		t.Fatal("the connection was dropped while the frame hook held the reader")
+	case <-timer.C:
+	}
+	close(release)
+	r.keepAlive(sc)
+	r.broadcast(sc, lobby, text{"second"})
+	for _, want := range []string{"first", "second"} {
+		if got := r.receiveText(s); got != want {
+			t.Fatalf("received %q, want %q", got, want)
+		}
+	}
+	if sc2 := r.srv.Handshakes(); sc2 != 1 {
+		t.Errorf("%d handshakes, want 1", sc2)
+	}
+}

@@ -249,10 +249,13 @@ type Frame struct {
 
 // WithFrameHook sets a function called with every frame that decodes,
 // welcome and ping included, before the consumer acts on it. It runs on
-// the connection's reader goroutine and must not block; it must copy what
-// it keeps. It is meant for proxies (the Cableway bridge passes frames on
-// with it) and for tracing. It may call Close, which then returns without
-// waiting for the goroutine the hook runs on (see Consumer.Close).
+// the connection's reader goroutine; it must copy what it keeps. It may
+// block to apply backpressure: while it runs the connection is not read
+// (TCP holds the server back, as it would a slow direct client) and the
+// stale timeout is suspended; it should return soon after Close. It is
+// meant for proxies (the Cableway bridge passes frames on with it) and for
+// tracing. It may call Close, which then returns without waiting for the
+// goroutine the hook runs on (see Consumer.Close).
 func WithFrameHook(f func(Frame)) Option {
 	return func(o *options) { o.frameHook = f }
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/server/compat"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Bridge is the http.Handler serving ActionCable sessions. Create it with
@@ -24,6 +25,8 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // janitor and session watchers
 
+	budget *core.Budget // every session's frames together
+
 	mu       sync.Mutex
 	sessions map[string]*session
 	perIP    map[string]int
@@ -34,7 +37,7 @@ type Bridge struct {
 }
 
 type counters struct {
-	sessionsCreated, framesIn, framesOut, evicted, commands, upstreamReconnects atomic.Uint64
+	sessionsCreated, framesIn, framesOut, trimmed, commands, upstreamReconnects atomic.Uint64
 	refused                                                                     sync.Map // reason → *atomic.Uint64
 }
 
@@ -44,7 +47,8 @@ type Stats struct {
 	SessionsCreated    uint64            // since start
 	FramesIn           uint64            // sequenced frames from upstream
 	FramesOut          uint64            // frames written to clients (pings included)
-	Evicted            uint64            // frames dropped by buffer bounds before acknowledgement
+	Evicted            uint64            // frames sent but trimmed from resume windows before acknowledgement (sessions gone)
+	BufferedBytes      int64             // frames held by all sessions now (the memory budget's use)
 	Commands           uint64            // client commands relayed upstream
 	UpstreamReconnects uint64            // upstream sockets redialled after a loss
 	Refused            map[string]uint64 // refused requests by reason
@@ -59,6 +63,7 @@ func New(upstream string, opts ...Option) *Bridge {
 		o(&cfg)
 	}
 	b := &Bridge{upstream: upstream, cfg: cfg, sessions: map[string]*session{}, perIP: map[string]int{}}
+	b.budget = core.NewBudget(cfg.memoryBudget)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.routes()
 	b.wg.Add(1)
@@ -70,13 +75,18 @@ func New(upstream string, opts ...Option) *Bridge {
 func (b *Bridge) Stats() Stats {
 	b.mu.Lock()
 	n := len(b.sessions)
+	trimmed := b.stats.trimmed.Load()
+	for _, s := range b.sessions {
+		trimmed += s.log.Stats().Trimmed
+	}
 	b.mu.Unlock()
 	s := Stats{
 		Sessions:           n,
 		SessionsCreated:    b.stats.sessionsCreated.Load(),
 		FramesIn:           b.stats.framesIn.Load(),
 		FramesOut:          b.stats.framesOut.Load(),
-		Evicted:            b.stats.evicted.Load(),
+		Evicted:            trimmed,
+		BufferedBytes:      b.budget.Used(),
 		Commands:           b.stats.commands.Load(),
 		UpstreamReconnects: b.stats.upstreamReconnects.Load(),
 		Refused:            map[string]uint64{},
@@ -170,7 +180,9 @@ func (b *Bridge) draining() bool {
 
 func (b *Bridge) janitor() {
 	defer b.wg.Done()
-	t := time.NewTicker(max(time.Second, b.cfg.sessionTTL/4))
+	// Every second: an ended session goes about a second after its last
+	// frame was fetched.
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
@@ -262,12 +274,14 @@ func (b *Bridge) removeSession(s *session) {
 	if ok {
 		delete(b.sessions, s.id)
 		b.releaseIPLocked(s.ip)
+		b.stats.trimmed.Add(s.log.Stats().Trimmed)
 	}
 	b.mu.Unlock()
 	s.end(errSessionEnded)
 	if s.up != nil {
 		s.up.Close()
 	}
+	s.log.Release()
 }
 
 // remoteIP is the default client IP: the connection's remote address.

@@ -18,9 +18,13 @@
 //	       /events/{events-id}        the actioncable-to-eventsource API (server/COMPAT.md)
 //
 // Every frame from Rails but pings gets one sequence number from the
-// session's single upstream reader and waits in a bounded buffer until a
-// client acknowledges it (by asking for frames after it) or the buffer's
-// bounds evict it, which the client learns as a reset. Pings pass through
+// session's single upstream reader and waits in the session's log (package
+// server/session) until a client acknowledges it (by asking for frames
+// after it, or POST /ack). A client that falls behind holds its session's
+// upstream read back (backpressure, as TCP holds a direct socket): no frame
+// is dropped before a client was sent it. Frames sent but unacknowledged
+// are kept for resuming up to a window; a client asking for one trimmed
+// from it learns it as a reset. Pings pass through
 // unnumbered so the consumer's stale detection works unchanged. When Rails
 // drops the upstream socket, the bridge redials and passes the new welcome
 // through; the client resubscribes as after any reconnect. The bridge never

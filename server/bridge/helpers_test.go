@@ -168,6 +168,7 @@ type pollResult struct {
 	Frames []json.RawMessage `json:"frames"`
 	Next   uint64            `json:"next"`
 	Reset  bool              `json:"reset"`
+	Reason string            `json:"reason"`
 	Ended  bool              `json:"ended"`
 }
 

@@ -272,25 +272,25 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	for {
 		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
-			writeReset(w, "evicted")
+			writeReset(w, resetReason(err))
 			rc.Flush()
 			return
 		}
-		after = bt.from // past what the client acknowledged elsewhere
-		for _, f := range bt.frames {
-			buf = fmt.Appendf(buf, "id: %d:%d\n", s.epoch, f.seq)
-			buf = appendSSEData(buf, f.data)
-			after = f.seq
+		after = bt.From // past what the client acknowledged elsewhere
+		for _, f := range bt.Frames {
+			buf = fmt.Appendf(buf, "id: %d:%d\n", s.epoch, f.Seq)
+			buf = appendSSEData(buf, f.Data)
+			after = f.Seq
 		}
-		if bt.ping != nil {
-			buf = appendSSEData(buf, bt.ping)
+		if bt.Ping != nil {
+			buf = appendSSEData(buf, bt.Ping)
 		}
-		pingSeen = bt.pingN
+		pingSeen = bt.PingN
 		if len(buf) > 0 {
 			if writeEvents(w, rc, buf) != nil {
 				return
 			}
-			b.stats.framesOut.Add(uint64(len(bt.frames)) + uint64(btoi(bt.ping != nil)))
+			b.stats.framesOut.Add(uint64(len(bt.Frames)) + uint64(btoi(bt.Ping != nil)))
 			buf = buf[:0]
 		}
 		if err != nil { // ended, and everything delivered: tell EventSource to stop
@@ -298,7 +298,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			rc.Flush()
 			return
 		}
-		if bt.more {
+		if bt.More {
 			continue
 		}
 		werr := s.wait(ctx, after, pingSeen, keepAlive.C)
@@ -408,23 +408,23 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	bt, err := s.read(after, pingSeen, maxBatch, maxBytes)
-	out := polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.frames)+1), Next: after}
+	out := polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.Frames)+1), Next: after}
 	switch {
 	case errors.Is(err, errReset):
-		out.Reset, out.Reason = true, "evicted"
+		out.Reset, out.Reason = true, resetReason(err)
 	case err != nil:
 		out.Ended = true
 	}
-	if bt.from > after {
-		out.After, out.Next = bt.from, bt.from
+	if bt.From > after {
+		out.After, out.Next = bt.From, bt.From
 	}
-	for _, f := range bt.frames {
-		out.Frames = append(out.Frames, f.data)
-		out.Next = f.seq
+	for _, f := range bt.Frames {
+		out.Frames = append(out.Frames, f.Data)
+		out.Next = f.Seq
 	}
-	if bt.ping != nil {
-		out.Frames = append(out.Frames, bt.ping)
-		s.setPollPing(bt.pingN)
+	if bt.Ping != nil {
+		out.Frames = append(out.Frames, bt.Ping)
+		s.setPollPing(bt.PingN)
 	}
 	b.stats.framesOut.Add(uint64(len(out.Frames)))
 	writeJSON(w, http.StatusOK, out)

@@ -17,6 +17,8 @@ const (
 	DefaultSessionTTL        = 30 * time.Second
 	DefaultQueueFrames       = 1024
 	DefaultQueueBytes        = 1 << 20
+	DefaultResumeWindow      = 1 << 20
+	DefaultMemoryBudget      = 256 << 20
 	DefaultMaxSessions       = 10000
 	DefaultMaxSessionsPerIP  = 100
 	DefaultMaxBodyBytes      = 64 << 10
@@ -38,6 +40,8 @@ type config struct {
 	sessionTTL        time.Duration
 	queueFrames       int
 	queueBytes        int
+	windowBytes       int
+	memoryBudget      int64
 	maxSessions       int
 	maxSessionsPerIP  int
 	maxBodyBytes      int64
@@ -58,6 +62,8 @@ func defaultConfig() config {
 		sessionTTL:        DefaultSessionTTL,
 		queueFrames:       DefaultQueueFrames,
 		queueBytes:        DefaultQueueBytes,
+		windowBytes:       DefaultResumeWindow,
+		memoryBudget:      DefaultMemoryBudget,
 		maxSessions:       DefaultMaxSessions,
 		maxSessionsPerIP:  DefaultMaxSessionsPerIP,
 		maxBodyBytes:      DefaultMaxBodyBytes,
@@ -102,9 +108,11 @@ func WithSessionTTL(d time.Duration) Option {
 	}
 }
 
-// WithQueue bounds each session's buffer of unacknowledged frames (default
-// 1024 frames, 1 MiB). Beyond it the oldest frames are evicted and counted,
-// and a client asking for them gets a reset.
+// WithQueue bounds each session's frames not yet sent to its client
+// (default 1024 frames, 1 MiB). Beyond it the bridge stops reading that
+// session's upstream socket until the client catches up: Rails is held
+// back by TCP, as a slow direct WebSocket client would hold it, and no
+// frame is dropped.
 func WithQueue(frames, bytes int) Option {
 	return func(c *config) {
 		if frames > 0 {
@@ -112,6 +120,31 @@ func WithQueue(frames, bytes int) Option {
 		}
 		if bytes > 0 {
 			c.queueBytes = bytes
+		}
+	}
+}
+
+// WithResumeWindow bounds the bytes of frames each session keeps after
+// sending them until its client acknowledges them (default 1 MiB), so that
+// a client whose stream broke resumes without loss. Beyond it the oldest
+// are trimmed; a client that then asks for one gets a reset that says so.
+func WithResumeWindow(bytes int) Option {
+	return func(c *config) {
+		if bytes >= 0 {
+			c.windowBytes = bytes
+		}
+	}
+}
+
+// WithMemoryBudget bounds the bytes of frames all sessions hold together
+// (default 256 MiB). Past three quarters of it sessions keep no resume
+// window; past it, upstream reads of sessions whose clients have frames
+// to fetch wait until clients fetch them (each session may exceed it by
+// one frame, so that every session makes progress).
+func WithMemoryBudget(bytes int64) Option {
+	return func(c *config) {
+		if bytes > 0 {
+			c.memoryBudget = bytes
 		}
 	}
 }

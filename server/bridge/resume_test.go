@@ -266,43 +266,108 @@ func drain[T any](ch chan T) {
 	}
 }
 
-// TestEviction bounds the session buffer: frames nobody acknowledged are
-// evicted, and a client asking for them learns it as a reset (long-poll
-// reset:true, SSE "event: reset", WebSocket re-attach 409).
-func TestEviction(t *testing.T) {
+// TestBurstHeldBack: a client that does not read holds its session's
+// upstream back (the bridge stops reading Rails' socket) instead of losing
+// frames: with a queue of 4, a burst of 20 is taken 4 at a time as the
+// client reads, and all 20 arrive once, in order.
+func TestBurstHeldBack(t *testing.T) {
 	e := newEnv(t, bridge.WithQueue(4, 0))
 	ctx := testCtx(t, 30*time.Second)
 	s := e.create(ctx, "alice")
 	var after uint64
 	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
-	id := identifier("NumbersChannel", "stream", "evict")
+	id := identifier("NumbersChannel", "stream", "burst")
+	if code, body := e.send(ctx, s, 1, cmd("subscribe", id, "")); code != 200 {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
+	base := e.bridge.Stats().FramesIn
+	const total = 20
+	if err := broadcastNumbers(ctx, e, "burst", 0, total, total); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(ctx, "the queue to fill", func() bool { return e.bridge.Stats().FramesIn >= base+4 }); err != nil {
+		t.Fatal(err)
+	}
+	if in := e.bridge.Stats().FramesIn; in > base+4 {
+		t.Errorf("the bridge took %d frames for a client that read none, want at most the queue's 4", in-base)
+	}
+	var got []int
+	for len(got) < total && ctx.Err() == nil {
+		p := e.poll(ctx, s, after, "5")
+		if p.Reset || p.Ended {
+			t.Fatalf("poll: %+v", p)
+		}
+		for _, raw := range p.Frames {
+			if f, _ := parseFrame(raw); f.number() >= 0 {
+				got = append(got, f.number())
+			}
+		}
+		after = p.Next
+	}
+	slices.Sort(got) // Rails' async adapter does not keep broadcasts in order
+	if fmt.Sprint(got) != fmt.Sprint(seqRange(0, total)) {
+		t.Errorf("received %v, want 0..%d once each", got, total-1)
+	}
+	if ev := e.bridge.Stats().Evicted; ev != 0 {
+		t.Errorf("Evicted %d, want 0", ev)
+	}
+}
+
+// TestTrimmedWindowIsReset: frames sent on an event stream but never
+// acknowledged are kept for resuming only up to the resume window; a
+// client that asks for trimmed ones learns it as a reset with the reason
+// (long-poll reset:true, SSE "event: reset", WebSocket re-attach 409).
+func TestTrimmedWindowIsReset(t *testing.T) {
+	frameSize := len(`{"identifier":"{\"channel\":\"NumbersChannel\",\"stream\":\"trim\"}","message":{"n":10}}`)
+	e := newEnv(t, bridge.WithResumeWindow(4*frameSize))
+	ctx := testCtx(t, 30*time.Second)
+	s := e.create(ctx, "alice")
+	var after uint64
+	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
+	id := identifier("NumbersChannel", "stream", "trim")
 	if code, body := e.send(ctx, s, 1, cmd("subscribe", id, "")); code != 200 {
 		t.Fatalf("send: %d %s", code, body)
 	}
 	e.pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
 	e.poll(ctx, s, after, "0") // acknowledges the confirmation: the buffer is empty
-	const total = 20
-	if err := broadcastNumbers(ctx, e, "evict", 0, total, total); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitFor(ctx, "evictions", func() bool { return e.bridge.Stats().Evicted >= total-4 }); err != nil {
-		t.Fatal(err)
-	}
-	if ev := e.bridge.Stats().Evicted; ev != total-4 {
-		t.Errorf("evicted %d, want %d", ev, total-4)
-	}
 
-	if p, err := e.tryPoll(ctx, s, after, "0"); err != nil || !p.Reset {
-		t.Errorf("poll from an evicted cursor: %+v %v, want reset", p, err)
-	}
-
+	// An event stream from the cursor receives all 20 and acknowledges
+	// none of them.
 	st, _, err := e.openSSE(ctx, s, http.Header{"Last-Event-ID": {fmt.Sprintf("%d:%d", s.Epoch, after)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 20
+	if err := broadcastNumbers(ctx, e, "trim", 10, 10+total, total); err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for n := 0; n < total; {
+		f, err := st.nextData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.number() >= 0 {
+			n++
+			last = f.Seq
+		}
+	}
+	st.Close()
+	if ev := e.bridge.Stats().Evicted; ev < total-4 {
+		t.Errorf("Evicted %d, want at least %d (sent, never acknowledged, past the window)", ev, total-4)
+	}
+
+	if p, err := e.tryPoll(ctx, s, after, "0"); err != nil || !p.Reset || p.Reason != "evicted" {
+		t.Errorf("poll from a trimmed cursor: %+v %v, want reset (evicted)", p, err)
+	}
+	st, _, err = e.openSSE(ctx, s, http.Header{"Last-Event-ID": {fmt.Sprintf("%d:%d", s.Epoch, after)}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	if _, err := st.nextData(ctx); !errors.Is(err, errSSEReset) {
-		t.Errorf("SSE from an evicted cursor: %v, want a reset event", err)
+		t.Errorf("SSE from a trimmed cursor: %v, want a reset event", err)
 	}
 	if _, err := st.next(ctx); err != io.EOF {
 		t.Errorf("SSE after the reset: %v, want the end of the stream", err)
@@ -311,26 +376,24 @@ func TestEviction(t *testing.T) {
 	q := url.Values{"token": {s.Token}, "after": {fmt.Sprint(after)}}
 	if c, resp, err := e.dialWS(ctx, "/sessions/"+s.SID+"/ws?"+q.Encode(), nil); err == nil {
 		c.CloseNow()
-		t.Error("WebSocket re-attach from an evicted cursor was accepted")
+		t.Error("WebSocket re-attach from a trimmed cursor was accepted")
 	} else if resp == nil || resp.StatusCode != http.StatusConflict {
-		t.Errorf("WebSocket re-attach from an evicted cursor: %v, want 409", err)
+		t.Errorf("WebSocket re-attach from a trimmed cursor: %v, want 409", err)
 	}
 
-	// The 4 newest are still there for a cursor inside the buffer.
-	p, err := e.tryPoll(ctx, s, after+total-4, "0")
-	if err != nil || p.Reset {
-		t.Fatalf("poll inside the buffer: %+v %v", p, err)
+	// The window's newest frames are still there for a cursor inside it.
+	p, err := e.tryPoll(ctx, s, last-2, "0")
+	if err != nil || p.Reset || len(p.Frames) != 2 {
+		t.Fatalf("poll inside the window: %+v %v", p, err)
 	}
-	var got []int
-	for _, raw := range p.Frames {
-		f, _ := parseFrame(raw)
-		if n := f.number(); n >= 0 {
-			got = append(got, n)
-		}
+}
+
+func seqRange(from, to int) []int {
+	out := make([]int, 0, to-from)
+	for n := from; n < to; n++ {
+		out = append(out, n)
 	}
-	if len(got) != 4 {
-		t.Errorf("frames kept %v, want 4 numbers", got)
-	}
+	return out
 }
 
 // TestReattachResume moves a session from long-poll to a WebSocket at its

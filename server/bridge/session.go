@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // newID returns 128 random bits, base64url encoded (22 characters).
@@ -26,14 +28,9 @@ func newEpoch() uint32 {
 	return binary.BigEndian.Uint32(b[:])&0x7fffffff | 1
 }
 
-// frame is one sequenced upstream frame, always JSON.
-type frame struct {
-	seq  uint64
-	data []byte
-}
-
-// session is one client's view of Rails: an upstream consumer, the
-// buffer of frames it produced, and the client's command sequence.
+// session is one client's view of Rails: an upstream consumer, the log of
+// the frames it produced (the session core, server/session), and the
+// client's command sequence.
 type session struct {
 	b     *Bridge
 	id    string
@@ -43,31 +40,16 @@ type session struct {
 
 	up     *cable.Consumer // set once created
 	redial bool            // the session outlives its upstream connection
+	log    *core.Log
 
-	mu        sync.Mutex
-	frames    []frame // seq-ordered, contiguous: frames[i].seq == first+i
-	first     uint64  // seq of frames[0] (or next when empty)
-	next      uint64  // seq the next frame gets; seqs start at 1
-	bytes     int
-	evicted   uint64 // frames dropped by the bounds before being acknowledged
-	ackedTo   uint64 // the highest seq a client has acknowledged
-	ping      []byte // the latest upstream ping frame
-	pingN     uint64 // pings seen
-	changed   chan struct{}
-	ended     error     // set when the session is over; waiters return
-	drained   bool      // ended, and a read has returned the last frame
-	delivered uint64    // highest seq handed to a downstream
-	welcomes  int       // upstream welcomes seen: more than one means redials
-	lastSeen  time.Time // last client request
-	attached  int       // downstreams attached now
-	kick      [downKinds]context.CancelFunc
-	kickID    [downKinds]uint64
+	welcomes     atomic.Int32  // upstream welcomes seen: more than one means redials
+	pollPingSeen atomic.Uint64 // pings handed to long-poll answers
 
-	pollPingSeen uint64 // pings handed to long-poll answers
-
-	sendMu sync.Mutex // one command batch in flight
+	sendMu sync.Mutex // one command batch in flight; guards acked
 	acked  uint64     // highest command sequence applied
-	tokens float64    // command rate bucket
+
+	mu     sync.Mutex // guards the command rate bucket
+	tokens float64
 	refill time.Time
 }
 
@@ -75,192 +57,94 @@ func newSession(b *Bridge, ip string) *session {
 	now := time.Now()
 	return &session{
 		b: b, id: newID(), token: newID(), epoch: newEpoch(), ip: ip,
-		first: 1, next: 1, changed: make(chan struct{}), lastSeen: now,
+		log: core.NewLog(
+			core.WithPendingLimit(b.cfg.queueFrames, b.cfg.queueBytes),
+			core.WithWindowLimit(b.cfg.windowBytes),
+			core.WithBudget(b.budget),
+		),
 		tokens: 2 * b.cfg.commandsPerSecond, refill: now,
 	}
 }
 
-// broadcast wakes every waiter. Call with s.mu held.
-func (s *session) broadcast() {
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
 // onFrame is the upstream consumer's frame hook: it runs on the upstream
-// reader goroutine, numbers the frame and stores it.
+// reader goroutine and appends the frame to the session's log. While the
+// client is behind by the pending limit it blocks, which stops the upstream
+// read: Rails is held back by TCP, as it would be by a slow direct client,
+// and nothing is dropped. The session's end releases it.
 func (s *session) onFrame(f cable.Frame) {
-	data := f.Raw
-	if _, isJSON := f.Codec.(protocol.JSONCodec); !isJSON {
+	var data []byte
+	if _, isJSON := f.Codec.(protocol.JSONCodec); isJSON {
+		data = append([]byte(nil), f.Raw...)
+	} else {
 		var err error
 		if data, err = (protocol.JSONCodec{}).AppendMessage(nil, f.Message); err != nil {
 			s.b.cfg.logger.Warn("bridge: upstream frame not representable as JSON; skipped", "session", s.id, "err", err)
 			return
 		}
-	} else {
-		data = append([]byte(nil), data...)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return // after the last frame (Close's notice): nothing follows it
 	}
 	if f.Message.Type == protocol.TypePing {
-		s.ping = data
-		s.pingN++
-		s.broadcast()
+		s.log.SetPing(data)
 		return
 	}
+	if _, err := s.log.Append(context.Background(), data); err != nil {
+		return // after the last frame (Close's notice): nothing follows it
+	}
+	s.b.stats.framesIn.Add(1)
 	switch f.Message.Type {
 	case protocol.TypeWelcome:
-		if s.welcomes++; s.welcomes > 1 {
+		if s.welcomes.Add(1) > 1 {
 			s.b.stats.upstreamReconnects.Add(1)
 		}
 	case protocol.TypeDisconnect:
 		// The consumer stops after a final disconnect, and without redial
 		// after any: this frame is the session's last.
-		defer func() {
-			if !s.redial || !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
-				s.endLocked(errSessionEnded)
-			}
-		}()
-	}
-	s.frames = append(s.frames, frame{seq: s.next, data: data})
-	s.next++
-	s.bytes += len(data)
-	s.b.stats.framesIn.Add(1)
-	for len(s.frames) > s.b.cfg.queueFrames || (s.bytes > s.b.cfg.queueBytes && len(s.frames) > 1) {
-		if s.frames[0].seq > s.delivered {
-			// Never handed to any client: a real loss, which the client
-			// learns as a reset when it asks for it.
-			s.evicted++
-			s.b.stats.evicted.Add(1)
+		if !s.redial || !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
+			s.log.End(errSessionEnded)
 		}
-		s.bytes -= len(s.frames[0].data)
-		s.frames[0] = frame{}
-		s.frames = s.frames[1:]
-		s.first++
 	}
-	if len(s.frames) == 0 {
-		s.first = s.next
-	}
-	s.broadcast()
 }
 
-// errReset means the client asked for frames that are gone: evicted, or
-// from another session epoch. It must start a new session.
-var errReset = errors.New("bridge: frames evicted; start a new session")
+// errReset means the client asked for frames that are gone (see
+// core.ResetError for why); it must start a new session.
+var errReset = core.ErrReset
+
+// resetReason is the reason sent to a client with a reset.
+func resetReason(err error) string {
+	if re, ok := errors.AsType[*core.ResetError](err); ok {
+		return re.Reason
+	}
+	return core.ReasonTrimmed
+}
 
 // errSessionEnded means the upstream stopped for good (the reason was the
 // last frame delivered).
-var errSessionEnded = errors.New("bridge: session ended")
+var errSessionEnded = core.ErrEnded
 
 // acknowledge frees frames up to and including after, which a client
 // says it has received (no further than what was handed to a downstream).
-func (s *session) acknowledge(after uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.acknowledgeLocked(min(after, s.delivered))
-}
-
-// acknowledgeLocked frees frames up to and including after.
-func (s *session) acknowledgeLocked(after uint64) {
-	s.ackedTo = max(s.ackedTo, min(after, s.next-1))
-	for len(s.frames) > 0 && s.frames[0].seq <= after {
-		s.bytes -= len(s.frames[0].data)
-		s.frames[0] = frame{}
-		s.frames = s.frames[1:]
-		s.first++
-	}
-	if len(s.frames) == 0 {
-		// Let the backing array go once drained, so idle sessions are small.
-		s.frames = nil
-		s.first = s.next
-	}
-}
-
-// batch is what a downstream gets from one read.
-type batch struct {
-	frames []frame // copies of slice headers; data is immutable
-	ping   []byte  // set when a ping newer than the caller's arrived
-	pingN  uint64
-	from   uint64 // the seq before frames[0]: the caller's after, or past what the client acknowledged
-	next   uint64 // the seq after the last frame in the session
-	more   bool   // frames after these are waiting already
-}
+func (s *session) acknowledge(after uint64) { s.log.Ack(after) }
 
 // read acknowledges after and returns the frames after it (at most
 // maxFrames, and no more than maxBytes of them unless the first alone is
 // larger), plus the latest ping if the caller has not seen it.
-func (s *session) read(after, pingSeen uint64, maxFrames, maxBytes int) (batch, error) {
-	return s.readFrom(after, after, pingSeen, maxFrames, maxBytes)
+func (s *session) read(after, pingSeen uint64, maxFrames, maxBytes int) (core.Batch, error) {
+	return s.log.Read(after, after, pingSeen, maxFrames, maxBytes)
 }
 
 // readFrom is read for a downstream whose client acknowledges less than
 // it was sent: it frees frames up to ack (at most after) only, so that a
 // client whose stream broke can resume from the last frame it received.
-func (s *session) readFrom(ack, after, pingSeen uint64, maxFrames, maxBytes int) (batch, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if after >= s.next {
-		return batch{}, errReset // a cursor from the future: another session's
-	}
-	if after+1 < s.first {
-		if s.first-1 > s.ackedTo {
-			return batch{}, errReset // evicted before the client had them
-		}
-		// The client acknowledged them through another downstream (it is
-		// moving between two): it has them, so this one goes on after
-		// them (from says so).
-		after = s.first - 1
-	}
-	s.acknowledgeLocked(min(ack, after))
-	pending := s.frames[after+1-s.first:]
-	n, size := 0, 0
-	for n < len(pending) && n < maxFrames && (n == 0 || size+len(pending[n].data) <= maxBytes) {
-		size += len(pending[n].data)
-		n++
-	}
-	out := batch{frames: append([]frame(nil), pending[:n]...), from: after, next: s.next, pingN: s.pingN, more: n < len(pending)}
-	if n > 0 {
-		s.delivered = max(s.delivered, pending[n-1].seq)
-	}
-	if s.pingN != pingSeen {
-		out.ping = s.ping
-	}
-	if s.ended != nil {
-		if n == 0 {
-			return out, s.ended
-		}
-		if n == len(pending) && !s.drained {
-			s.drained = true
-			s.broadcast()
-		}
-	}
-	return out, nil
+func (s *session) readFrom(ack, after, pingSeen uint64, maxFrames, maxBytes int) (core.Batch, error) {
+	return s.log.Read(ack, after, pingSeen, maxFrames, maxBytes)
 }
 
 // errTick is wait's answer when tick fired first.
-var errTick = errors.New("bridge: tick")
+var errTick = core.ErrTick
 
 // wait blocks until something newer than (after, pingSeen) exists, the
 // session ends, tick fires (errTick) or ctx is done.
 func (s *session) wait(ctx context.Context, after, pingSeen uint64, tick <-chan time.Time) error {
-	for {
-		s.mu.Lock()
-		ready := s.next > after+1 || s.pingN != pingSeen || s.ended != nil
-		ch := s.changed
-		s.mu.Unlock()
-		if ready {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-tick:
-			return errTick
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.log.Wait(ctx, after, pingSeen, tick)
 }
 
 // downKind is the kind of a downstream: a client reads a session through
@@ -274,68 +158,24 @@ const (
 	downKinds
 )
 
-// attach registers a downstream of kind k; the previous one of the same
-// kind, if any, is told to go (its client reconnected, or polls again).
-// Downstreams of different kinds may overlap: a client moving to another
-// one runs it beside the old until a frame has come through. The returned
-// context ends when a later downstream of kind k attaches or the session
-// ends; detach must be called.
+// attach registers a downstream of kind k (see core.Log.Attach).
 func (s *session) attach(ctx context.Context, k downKind) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	s.mu.Lock()
-	if s.kick[k] != nil {
-		s.kick[k]()
-	}
-	s.kickID[k]++
-	id := s.kickID[k]
-	s.kick[k] = cancel
-	s.attached++
-	s.lastSeen = time.Now()
-	s.mu.Unlock()
-	return ctx, func() {
-		cancel()
-		s.mu.Lock()
-		s.attached--
-		s.lastSeen = time.Now()
-		if s.kickID[k] == id {
-			s.kick[k] = nil
-		}
-		s.mu.Unlock()
-	}
+	return s.log.Attach(ctx, core.Kind(k))
 }
 
 // touch records client activity.
-func (s *session) touch() {
-	s.mu.Lock()
-	s.lastSeen = time.Now()
-	s.mu.Unlock()
-}
+func (s *session) touch() { s.log.Touch() }
 
-// expired reports whether the session has been idle past the TTL.
+// expired reports whether the session has been idle past the TTL, or has
+// ended and its last frame was fetched a second ago: a client asking again
+// gets 404 and starts over.
 func (s *session) expired(now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.attached > 0 {
-		return false
-	}
-	// An ended session whose last frame was fetched has nothing more to
-	// give; a client asking again gets 404 and starts over.
-	return now.Sub(s.lastSeen) > s.b.cfg.sessionTTL || s.drained && now.Sub(s.lastSeen) > time.Second
+	idle := s.log.Idle(now)
+	return idle > s.b.cfg.sessionTTL || s.log.Drained() && idle > time.Second
 }
 
 // end marks the session over and wakes every waiter.
-func (s *session) end(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.endLocked(err)
-}
-
-func (s *session) endLocked(err error) {
-	if s.ended == nil {
-		s.ended = err
-		s.broadcast()
-	}
-}
+func (s *session) end(err error) { s.log.End(err) }
 
 // allowCommands takes n tokens from the session's rate bucket.
 func (s *session) allowCommands(n int) bool {
@@ -354,18 +194,7 @@ func (s *session) allowCommands(n int) bool {
 
 // injectFinal appends a frame of the bridge's own (a shutdown notice) as
 // the session's last, and ends the session after it.
-func (s *session) injectFinal(data []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return
-	}
-	s.frames = append(s.frames, frame{seq: s.next, data: data})
-	s.next++
-	s.bytes += len(data)
-	s.ended = errSessionEnded
-	s.broadcast()
-}
+func (s *session) injectFinal(data []byte) { s.log.Final(data) }
 
 // upstreamLost is the last frame of a session whose upstream connection
 // was lost without a disconnect frame: ActionCable clients reconnect (a
@@ -386,42 +215,11 @@ func (s *session) upstreamGone(cause error) {
 // waitDrained waits until a client has been handed the session's last
 // frame, the session has no client (none attached and none seen for a
 // second: a long-poll client polls again at once), or ctx is done.
-func (s *session) waitDrained(ctx context.Context) {
-	for {
-		s.mu.Lock()
-		idle := s.attached == 0 && time.Since(s.lastSeen) > time.Second
-		drained, ch := s.drained, s.changed
-		s.mu.Unlock()
-		if drained || idle {
-			return
-		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
-		t.Stop()
-	}
-}
+func (s *session) waitDrained(ctx context.Context) { s.log.WaitDrained(ctx, time.Second) }
 
-func (s *session) pollPing() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pollPingSeen
-}
+func (s *session) pollPing() uint64 { return s.pollPingSeen.Load() }
 
-func (s *session) setPollPing(n uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pollPingSeen = n
-}
+func (s *session) setPollPing(n uint64) { s.pollPingSeen.Store(n) }
 
 // isEnded reports whether the session is over.
-func (s *session) isEnded() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ended != nil
-}
+func (s *session) isEnded() bool { return s.log.Ended() != nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Unit tests of the session buffer, driven through the upstream frame
@@ -35,10 +36,10 @@ func number(n int) string {
 	return fmt.Sprintf(`{"identifier":"{\"channel\":\"NumbersChannel\"}","message":{"n":%d}}`, n)
 }
 
-func seqs(bt batch) []uint64 {
+func seqs(bt core.Batch) []uint64 {
 	var out []uint64
-	for _, f := range bt.frames {
-		out = append(out, f.seq)
+	for _, f := range bt.Frames {
+		out = append(out, f.Seq)
 	}
 	return out
 }
@@ -51,11 +52,11 @@ func TestSessionBuffer(t *testing.T) {
 		upstreamFrame(s, number(n))
 	}
 	bt, err := s.read(0, 0, 100, maxBatchBytes)
-	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" || string(bt.ping) != `{"type":"ping","message":1}` || bt.next != 5 {
-		t.Fatalf("read(0): %v %v ping %s next %d", seqs(bt), err, bt.ping, bt.next)
+	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" || string(bt.Ping) != `{"type":"ping","message":1}` || bt.Next != 5 {
+		t.Fatalf("read(0): %v %v ping %s next %d", seqs(bt), err, bt.Ping, bt.Next)
 	}
 	// A ping the caller has seen is not repeated.
-	if bt, _ := s.read(0, bt.pingN, 100, maxBatchBytes); bt.ping != nil {
+	if bt, _ := s.read(0, bt.PingN, 100, maxBatchBytes); bt.Ping != nil {
 		t.Errorf("seen ping repeated")
 	}
 	// Reading after 2 acknowledges 1 and 2.
@@ -64,29 +65,43 @@ func TestSessionBuffer(t *testing.T) {
 	}
 	// From a cursor before what the client acknowledged: it has those,
 	// so the read goes on after them and says so.
-	if bt, err := s.read(1, 1, 100, maxBatchBytes); err != nil || bt.from != 2 || fmt.Sprint(seqs(bt)) != "[3 4]" {
-		t.Errorf("read from an acknowledged cursor: from %d %v %v, want from 2 [3 4]", bt.from, seqs(bt), err)
+	if bt, err := s.read(1, 1, 100, maxBatchBytes); err != nil || bt.From != 2 || fmt.Sprint(seqs(bt)) != "[3 4]" {
+		t.Errorf("read from an acknowledged cursor: from %d %v %v, want from 2 [3 4]", bt.From, seqs(bt), err)
 	}
 	if _, err := s.read(5, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
 		t.Errorf("read from the future: %v, want reset", err)
 	}
-	// Bounds: 4 frames; the oldest unacknowledged ones go (3, 4, 5).
-	// Only 5 was never handed to a client: 3 and 4 were read, so their
-	// eviction only shortens the replay window and is no loss.
-	for n := 3; n < 8; n++ {
+	// Bounds: 4 frames not yet read. The fifth waits in the frame hook
+	// (the upstream read stops) until the client reads: nothing is lost.
+	for n := 3; n < 7; n++ {
 		upstreamFrame(s, number(n))
 	}
-	if s.evicted != 1 {
-		t.Errorf("evicted %d, want 1 (frame 5, never delivered)", s.evicted)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		upstreamFrame(s, number(7))
+	}()
+	select {
+	case <-held:
+		t.Fatal("a frame past the queue bound was taken without waiting for the client")
+	case <-time.After(50 * time.Millisecond):
 	}
-	if _, err := s.read(2, 1, 100, maxBatchBytes); !errors.Is(err, errReset) {
-		t.Errorf("read from an evicted cursor: %v, want reset", err)
+	if bt, err := s.read(4, 1, 2, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[5 6]" {
+		t.Errorf("read(4, max 2): %v %v", seqs(bt), err)
 	}
-	if bt, err := s.read(5, 1, 2, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[6 7]" {
-		t.Errorf("read(5, max 2): %v %v", seqs(bt), err)
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held frame was not taken after the client read")
 	}
-	if bt, err := s.read(9, 1, 100, maxBatchBytes); err != nil || len(bt.frames) != 0 || s.frames != nil {
-		t.Errorf("read at the end: %v %v; buffer %v", seqs(bt), err, s.frames)
+	if bt, err := s.read(6, 1, 100, maxBatchBytes); err != nil || fmt.Sprint(seqs(bt)) != "[7 8 9]" {
+		t.Errorf("read(6): %v %v", seqs(bt), err)
+	}
+	if bt, err := s.read(9, 1, 100, maxBatchBytes); err != nil || len(bt.Frames) != 0 || s.log.Stats().Frames != 0 {
+		t.Errorf("read at the end: %v %v; held %+v", seqs(bt), err, s.log.Stats())
+	}
+	if st := s.log.Stats(); st.Trimmed != 0 {
+		t.Errorf("Trimmed %d, want 0", st.Trimmed)
 	}
 }
 
@@ -103,10 +118,10 @@ func TestSessionFinalFrameIsLast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(bt.frames); n != 3 || string(bt.frames[n-1].data) != `{"type":"disconnect","reason":"server_restart","reconnect":true}` {
+	if n := len(bt.Frames); n != 3 || string(bt.Frames[n-1].Data) != `{"type":"disconnect","reason":"server_restart","reconnect":true}` {
 		var got []string
-		for _, f := range bt.frames {
-			got = append(got, string(f.data))
+		for _, f := range bt.Frames {
+			got = append(got, string(f.Data))
 		}
 		t.Fatalf("frames %q, want the disconnect last", got)
 	}
@@ -182,7 +197,7 @@ func TestSessionEndsAtFinalDisconnect(t *testing.T) {
 	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" {
 		t.Fatalf("read: %v %v, want the 4 frames up to the final disconnect", seqs(bt), err)
 	}
-	if _, err := s.read(4, bt.pingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
+	if _, err := s.read(4, bt.PingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
 		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
 	}
 	if got := s.b.stats.upstreamReconnects.Load(); got != 1 {
@@ -210,10 +225,10 @@ func TestSessionEndsWithItsUpstream(t *testing.T) {
 	upstreamFrame(s, `{"type":"welcome"}`)
 	s.upstreamGone(errors.New("read: connection reset"))
 	bt, err := s.read(0, 0, 100, maxBatchBytes)
-	if err != nil || len(bt.frames) != 2 || string(bt.frames[1].data) != string(upstreamLost) {
-		t.Fatalf("read: %v %v, want the welcome and then %s", bt.frames, err, upstreamLost)
+	if err != nil || len(bt.Frames) != 2 || string(bt.Frames[1].Data) != string(upstreamLost) {
+		t.Fatalf("read: %v %v, want the welcome and then %s", bt.Frames, err, upstreamLost)
 	}
-	if _, err := s.read(2, bt.pingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
+	if _, err := s.read(2, bt.PingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
 		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
 	}
 
@@ -241,32 +256,34 @@ func TestAckFreesWhatTheClientHas(t *testing.T) {
 	}
 	// A downstream still at 1 (the client moves between two, and the other
 	// acknowledged 2) goes on after 2: the client has it.
-	if bt, err := s.readFrom(1, 1, 0, 100, maxBatchBytes); err != nil || bt.from != 2 || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
-		t.Fatalf("a reader behind the acknowledgement: from %d %v %v, want from 2 [3 4 5]", bt.from, seqs(bt), err)
+	if bt, err := s.readFrom(1, 1, 0, 100, maxBatchBytes); err != nil || bt.From != 2 || fmt.Sprint(seqs(bt)) != "[3 4 5]" {
+		t.Fatalf("a reader behind the acknowledgement: from %d %v %v, want from 2 [3 4 5]", bt.From, seqs(bt), err)
 	}
 	s.acknowledge(99) // more than was delivered (5): only up to 5
-	s.mu.Lock()
-	first, next := s.first, s.next
-	s.mu.Unlock()
-	if first != 6 || next != 6 {
-		t.Fatalf("first %d next %d after an ack past the end, want both 6", first, next)
+	if st := s.log.Stats(); st.Frames != 0 || st.Acked != 5 {
+		t.Fatalf("after an ack past the end: %+v, want nothing held and 5 acknowledged", st)
 	}
 }
 
-// A reader behind frames the bounds evicted (never acknowledged) gets a
-// reset, even when an acknowledgement came before the eviction.
-func TestEvictedIsResetEvenAfterAnAck(t *testing.T) {
-	s := testSession(t)
-	s.b.cfg.queueFrames = 3
+// A reader behind frames trimmed from the resume window (sent, never
+// acknowledged) gets a reset that says so, even when an acknowledgement
+// came before the trim.
+func TestTrimmedIsResetEvenAfterAnAck(t *testing.T) {
+	s := testSession(t, WithResumeWindow(2*len(number(0))))
 	for n := range 3 {
 		upstreamFrame(s, number(n))
 	}
 	s.readFrom(0, 0, 0, 100, maxBatchBytes) // handed to a downstream: 1-3
 	s.acknowledge(1)
-	for n := range 4 { // 4-7: the bounds drop 2-4
+	for n := range 4 { // 4-7
 		upstreamFrame(s, number(n))
 	}
-	if _, err := s.readFrom(1, 1, 0, 100, maxBatchBytes); !errors.Is(err, errReset) {
-		t.Fatalf("a reader at 1 after 2-4 were evicted: %v, want errReset", err)
+	s.readFrom(1, 3, 0, 100, maxBatchBytes) // 4-7 sent: the window keeps 6-7
+	_, err := s.readFrom(1, 1, 0, 100, maxBatchBytes)
+	if !errors.Is(err, errReset) || resetReason(err) != "evicted" {
+		t.Fatalf("a reader at 1 after 2-5 were trimmed: %v, want a reset", err)
+	}
+	if st := s.log.Stats(); st.Trimmed != 5 { // 1 (trimmed before its ack), 2-5
+		t.Errorf("Trimmed %d, want 5", st.Trimmed)
 	}
 }

@@ -44,10 +44,7 @@ func (b *Bridge) reattach(w http.ResponseWriter, r *http.Request) {
 		b.writeError(w, http.StatusConflict, "reset", "the cursor is from another session epoch")
 		return
 	}
-	s.mu.Lock()
-	gone := after+1 < s.first || after >= s.next
-	s.mu.Unlock()
-	if gone {
+	if !s.log.Has(after) {
 		b.writeError(w, http.StatusConflict, "reset", "frames after the cursor were evicted; create a new session")
 		return
 	}
@@ -99,20 +96,20 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
 			return
 		}
-		if bt.from != after {
+		if bt.From != after {
 			// The client acknowledged frames past this socket's position
 			// elsewhere; it counts frames here, so it must re-attach.
 			c.Close(ws.StatusTryAgainLater, "behind: re-attach at your cursor")
 			return
 		}
-		frames := bt.frames
+		frames := bt.Frames
 		for i := 0; i <= len(frames); i++ {
 			var data []byte
 			switch {
 			case i < len(frames):
-				data = frames[i].data
-			case bt.ping != nil:
-				data = bt.ping
+				data = frames[i].Data
+			case bt.Ping != nil:
+				data = bt.Ping
 			default:
 				continue
 			}
@@ -136,15 +133,15 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			}
 			b.stats.framesOut.Add(1)
 			if i < len(frames) {
-				after = frames[i].seq
+				after = frames[i].Seq
 			}
 		}
-		pingSeen = bt.pingN
+		pingSeen = bt.PingN
 		if err != nil { // the session ended and all is delivered
 			c.Close(ws.StatusNormalClosure, "session ended")
 			return
 		}
-		if bt.more {
+		if bt.More {
 			continue
 		}
 		if s.wait(ctx, after, pingSeen, nil) != nil {

@@ -42,6 +42,8 @@ type bridgeConfig struct {
 	sessionTTL         time.Duration
 	queueFrames        int
 	queueBytes         byteSize
+	resumeWindow       byteSize
+	memoryBudget       byteSize
 	maxSessions        int
 	maxSessionsPerIP   int
 	maxBody            byteSize
@@ -65,6 +67,8 @@ func defaultBridgeConfig() bridgeConfig {
 		sessionTTL:        bridge.DefaultSessionTTL,
 		queueFrames:       bridge.DefaultQueueFrames,
 		queueBytes:        bridge.DefaultQueueBytes,
+		resumeWindow:      bridge.DefaultResumeWindow,
+		memoryBudget:      bridge.DefaultMemoryBudget,
 		maxSessions:       bridge.DefaultMaxSessions,
 		maxSessionsPerIP:  bridge.DefaultMaxSessionsPerIP,
 		maxBody:           bridge.DefaultMaxBodyBytes,
@@ -96,8 +100,10 @@ func bridgeCommand(cfg *bridgeConfig) *command {
 	c.str(&cfg.upstream, "upstream", "URL", "Rails ActionCable endpoint, ws:// or wss://", true)
 	c.add(listValue(&cfg.allowedOrigins), "allowed-origins", "LIST", "browser origins allowed cross-origin, comma separated, no wildcards (same-origin is always allowed)", true)
 	c.add(durationValue(&cfg.sessionTTL), "session-ttl", "DURATION", "how long a session with no client attached survives its last request", true)
-	c.add(intValue(&cfg.queueFrames), "queue-size", "FRAMES", "frames kept per session until acknowledged; beyond, the oldest are evicted", true)
-	c.add(byteSizeValue(&cfg.queueBytes), "queue-bytes", "SIZE", "bytes of unacknowledged frames kept per session", true)
+	c.add(intValue(&cfg.queueFrames), "queue-size", "FRAMES", "frames per session not yet sent to its client; beyond, the session's upstream is not read until the client catches up", true)
+	c.add(byteSizeValue(&cfg.queueBytes), "queue-bytes", "SIZE", "bytes per session not yet sent to its client (as --queue-size)", true)
+	c.add(byteSizeValue(&cfg.resumeWindow), "resume-window", "SIZE", "bytes per session kept after sending until the client acknowledges them, for resuming", true)
+	c.add(byteSizeValue(&cfg.memoryBudget), "memory-budget", "SIZE", "bytes of frames all sessions hold together", true)
 	c.add(intValue(&cfg.maxSessions), "max-sessions", "N", "sessions open at once, in total (beyond: 503)", true)
 	c.add(intValue(&cfg.maxSessionsPerIP), "max-sessions-per-ip", "N", "sessions open at once per client IP (beyond: 429)", true)
 	c.add(byteSizeValue(&cfg.maxBody), "max-body", "SIZE", "largest request body (beyond: 413)", true)
@@ -197,6 +203,8 @@ func (cfg *bridgeConfig) options(logger *slog.Logger) ([]bridge.Option, error) {
 		bridge.WithPassHeaders(cfg.passHeaders...),
 		bridge.WithSessionTTL(cfg.sessionTTL),
 		bridge.WithQueue(cfg.queueFrames, int(min(int64(cfg.queueBytes), math.MaxInt))),
+		bridge.WithResumeWindow(int(min(int64(cfg.resumeWindow), math.MaxInt))),
+		bridge.WithMemoryBudget(int64(cfg.memoryBudget)),
 		bridge.WithSessionLimits(cfg.maxSessions, cfg.maxSessionsPerIP),
 		bridge.WithBodyLimit(int64(cfg.maxBody)),
 		bridge.WithFrameLimit(int64(cfg.maxFrame)),

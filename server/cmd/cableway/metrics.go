@@ -20,7 +20,7 @@ const metricsNamespace = "cableway_bridge"
 type statsCollector struct {
 	stats func() bridge.Stats
 
-	sessions, created, framesIn, framesOut, evicted, commands, reconnects, refusals *prometheus.Desc
+	sessions, created, framesIn, framesOut, evicted, buffered, commands, reconnects, refusals *prometheus.Desc
 }
 
 func newStatsCollector(stats func() bridge.Stats) *statsCollector {
@@ -33,7 +33,8 @@ func newStatsCollector(stats func() bridge.Stats) *statsCollector {
 		created:    desc("sessions_created_total", "Sessions created since start (bridge sessions and plain WebSocket proxies)."),
 		framesIn:   desc("frames_in_total", "Sequenced frames received from upstream (pings excluded)."),
 		framesOut:  desc("frames_out_total", "Frames written to clients."),
-		evicted:    desc("frames_evicted_total", "Frames dropped by the session buffer bounds before a client acknowledged them."),
+		evicted:    desc("frames_evicted_total", "Frames sent to a client but trimmed from its session's resume window before it acknowledged them."),
+		buffered:   desc("buffered_bytes", "Bytes of frames all sessions hold now (counted against --memory-budget)."),
 		commands:   desc("commands_total", "Client commands relayed upstream."),
 		reconnects: desc("upstream_reconnects_total", "Upstream connections redialled after a loss."),
 		refusals:   desc("refusals_total", "Requests and commands refused, by reason.", "reason"),
@@ -41,7 +42,7 @@ func newStatsCollector(stats func() bridge.Stats) *statsCollector {
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.created, c.framesIn, c.framesOut, c.evicted, c.commands, c.reconnects, c.refusals} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.created, c.framesIn, c.framesOut, c.evicted, c.buffered, c.commands, c.reconnects, c.refusals} {
 		ch <- d
 	}
 }
@@ -49,6 +50,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats() // one snapshot for the whole scrape
 	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(s.Sessions))
+	ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(s.BufferedBytes))
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
