@@ -40,14 +40,15 @@ func TestCompatDisconnectReadAsConsumer(t *testing.T) {
 		s.onFrame(cable.Frame{Raw: []byte(frame), Message: &m})
 		s.onEvent(cable.Event{Kind: cable.EventDisconnected, Err: cable.DisconnectOf(&m)})
 
-		evs, _, _, _ := s.q.take(0, 10, false)
-		if len(evs) != 1 || evs[0].typ != "disconnected" {
-			t.Fatalf("%s: events %+v, want one disconnected", frame, evs)
+		evs, _, _ := s.q.take(0, 10, false)
+		var ev struct {
+			Type    string
+			Message struct{ Reconnect bool }
 		}
-		var got struct{ Reconnect bool }
-		if err := json.Unmarshal(evs[0].message, &got); err != nil {
-			t.Fatal(err)
+		if len(evs) != 1 || json.Unmarshal(evs[0].data, &ev) != nil || ev.Type != "disconnected" {
+			t.Fatalf("%s: events %v, want one disconnected", frame, evs)
 		}
+		got := ev.Message
 		if got.Reconnect != want {
 			t.Errorf("%s: compat says reconnect %v, the consumer %v", frame, got.Reconnect, want)
 		}

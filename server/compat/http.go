@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cableway/cableway/server/internal/sse"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Bounds of what one answer hands out.
@@ -256,12 +258,12 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 	defer keepAlive.Stop()
 	var data []byte
 	for {
-		evs, rest, ended, changed := s.q.take(cur, maxBatch, false)
-		for i := range evs {
+		items, rest, ended := s.q.take(cur, maxBatch, false)
+		for _, it := range items {
 			buf = append(buf, "event: message\nid: "...)
-			buf = strconv.AppendUint(buf, evs[i].id, 10)
+			buf = strconv.AppendUint(buf, it.id, 10)
 			buf = append(buf, '\n')
-			data = evs[i].appendJSON(data[:0], s.id)
+			data = withSession(data[:0], it.data, s.id)
 			buf = sse.AppendData(buf, data)
 		}
 		if len(buf) > 0 {
@@ -269,9 +271,9 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 				return
 			}
 			buf = buf[:0]
-			if len(evs) > 0 {
-				cur = evs[len(evs)-1].id
-				h.stats.eventsOut.Add(uint64(len(evs)))
+			if len(items) > 0 {
+				cur = items[len(items)-1].id
+				h.stats.eventsOut.Add(uint64(len(items)))
 			}
 		}
 		if rest > 0 {
@@ -280,12 +282,12 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 		if ended {
 			return // the session is over and its last event is written
 		}
-		select {
-		case <-changed:
-		case <-keepAlive.C:
-			buf = append(buf, ": keep-alive\n\n"...)
-		case <-ctx.Done():
+		err := s.q.wait(ctx, cur, keepAlive.C)
+		if ctx.Err() != nil {
 			return // client gone, or replaced by a newer listener
+		}
+		if errors.Is(err, core.ErrTick) {
+			buf = append(buf, ": keep-alive\n\n"...)
 		}
 	}
 }
@@ -334,38 +336,25 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit 
 	} else {
 		afterSet = false
 	}
-	var timer <-chan time.Time
 	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
-wait:
-	for {
-		ready, ended, changed := s.q.waitFor(cur)
-		if ready || ended || timeout == 0 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-timer:
-			break wait
-		case <-ctx.Done():
-			if r.Context().Err() != nil {
-				return // the client is gone
-			}
-			break wait // a newer listener took over: answer now
+		// Until an event follows cur, the session ends, the timeout, or
+		// a newer listener takes over (answer now).
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		s.q.wait(wctx, cur, nil)
+		cancel()
+		if r.Context().Err() != nil {
+			return // the client is gone
 		}
 	}
 	if !afterSet {
 		cur = s.q.cursor() // past what a newer listener may have taken meanwhile
 	}
-	evs, rest, _, _ := s.q.take(cur, maxBatch, !afterSet)
-	out := polled{Messages: make([]json.RawMessage, len(evs)), SessionID: s.id, QueueLength: rest}
-	for i := range evs {
-		out.Messages[i] = evs[i].appendJSON(nil, "")
+	items, rest, _ := s.q.take(cur, maxBatch, !afterSet)
+	out := polled{Messages: make([]json.RawMessage, len(items)), SessionID: s.id, QueueLength: rest}
+	for i, it := range items {
+		out.Messages[i] = it.data
 	}
 	out.Dropped = s.q.takeDropped()
-	h.stats.eventsOut.Add(uint64(len(evs)))
+	h.stats.eventsOut.Add(uint64(len(items)))
 	writeJSON(w, http.StatusOK, out)
 }

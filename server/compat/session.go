@@ -107,22 +107,17 @@ type session struct {
 	frameWhy *reason // the disconnect frame of the current connection, if any
 	stopWhy  *reason // why the session is being stopped by the handler
 	ended    bool
-	freed    bool // its place in the limits is given back
-	lastSeen time.Time
-	attached int
-	kick     context.CancelFunc
-	kickID   uint64
+	freed    bool    // its place in the limits is given back
 	tokens   float64 // command rate bucket
 	refill   time.Time
 }
 
 func newSession(h *Handler, e *entry, ip string) *session {
 	now := time.Now()
-	start := e.seq.Load()
 	return &session{
 		h: h, e: e, id: newID(), ip: ip,
-		q:     newQueue(start, func() uint64 { return e.seq.Add(1) }, e.seq.Load),
-		chans: map[string]*channel{}, lastSeen: now,
+		q:      newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn),
+		chans:  map[string]*channel{},
 		tokens: 2 * h.cfg.commandsPerSecond, refill: now,
 	}
 }
@@ -311,6 +306,7 @@ func (s *session) release() {
 	s.freed = true
 	s.mu.Unlock()
 	if !freed {
+		s.q.release()
 		s.h.unreserve(s.ip)
 	}
 }
@@ -328,73 +324,26 @@ func (s *session) isEnded() bool {
 }
 
 // touch records client activity.
-func (s *session) touch() {
-	s.mu.Lock()
-	s.lastSeen = time.Now()
-	s.mu.Unlock()
-}
+func (s *session) touch() { s.q.log.Touch() }
 
 // expired reports whether the session has been idle past ttl, or is over
 // and has had no listener for a second.
 func (s *session) expired(now time.Time, ttl time.Duration) bool {
-	s.mu.Lock()
-	attached, idle, ended := s.attached, now.Sub(s.lastSeen), s.ended
-	s.mu.Unlock()
-	if attached > 0 {
-		return false
-	}
-	return idle > ttl || ended && s.q.over() && idle > time.Second
+	idle := s.q.log.Idle(now)
+	return idle > ttl || s.isEnded() && s.q.over() && idle > time.Second
 }
 
 // attach registers a listener; the previous one, if any, is told to go
 // (its client reconnected, or polls again). The returned context ends when
 // a later listener attaches; detach must be called.
 func (s *session) attach(ctx context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	s.mu.Lock()
-	if s.kick != nil {
-		s.kick()
-	}
-	s.kickID++
-	id := s.kickID
-	s.kick = cancel
-	s.attached++
-	s.lastSeen = time.Now()
-	s.mu.Unlock()
-	return ctx, func() {
-		cancel()
-		s.mu.Lock()
-		s.attached--
-		s.lastSeen = time.Now()
-		if s.kickID == id {
-			s.kick = nil
-		}
-		s.mu.Unlock()
-	}
+	return s.q.log.Attach(ctx, listener)
 }
 
 // waitDrained waits until a listener has been handed the session's last
 // event, the session has no listener (none attached and none seen for a
 // second: a long-poll client polls again at once), or ctx is done.
-func (s *session) waitDrained(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		s.mu.Lock()
-		idle := s.attached == 0 && time.Since(s.lastSeen) > time.Second
-		s.mu.Unlock()
-		drained, changed := s.q.isDrained()
-		if drained || idle {
-			return
-		}
-		select {
-		case <-changed:
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
+func (s *session) waitDrained(ctx context.Context) { s.q.log.WaitDrained(ctx, time.Second) }
 
 // allowCommands takes n tokens from the session's rate bucket.
 func (s *session) allowCommands(n int) bool {
