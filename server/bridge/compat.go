@@ -28,6 +28,7 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 		compat.WithUpstreamBackoff(b.cfg.backoff),
 		compat.WithClientIP(b.cfg.clientIP),
 		compat.WithOriginPolicy(func(r *http.Request, origin string) bool { return b.cfg.allowedOrigins[origin] }),
+		compat.WithBudget(b.budget),
 	}
 	if b.cfg.upstream != nil {
 		opts = append(opts, compat.WithUpstreamTransport(b.cfg.upstream))

@@ -121,7 +121,7 @@ func (h *Handler) Close(ctx context.Context) error {
 		wg.Add(1)
 		go func() { // each upstream close may wait for Rails' answer
 			defer wg.Done()
-			s.closeUpstream()
+			s.release()
 		}()
 	}
 	done := make(chan struct{})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/transport"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Defaults of the Handler options.
@@ -46,6 +47,7 @@ type config struct {
 	upstream          transport.Transport
 	clientIP          func(*http.Request) string
 	originAllowed     func(r *http.Request, origin string) bool
+	budget            *core.Budget
 }
 
 func defaultConfig() config {
@@ -184,4 +186,12 @@ func WithOriginPolicy(allowed func(r *http.Request, origin string) bool) Option 
 			c.originAllowed = allowed
 		}
 	}
+}
+
+// WithBudget counts every session's queued events against b, a memory
+// budget shared with other session logs (the bridge's). An event that
+// would pass it while the session has events not handed out yet is
+// dropped, and counted in the long-poll answer's "dropped".
+func WithBudget(b *core.Budget) Option {
+	return func(c *config) { c.budget = b }
 }

@@ -104,11 +104,18 @@ type queue struct {
 	dropped uint64 // events the bound removed unsent, since the last long-poll answer
 }
 
-func newQueue(base uint64, last func() uint64, set func(uint64), warn func(string, ...any)) *queue {
-	return &queue{
+func newQueue(base uint64, last func() uint64, set func(uint64), warn func(string, ...any), budget *core.Budget) *queue {
+	opts := []core.Option{
 		// The bound keeps fewer events than the pending limit, so Append
 		// never waits (the writer is the upstream reader).
-		log:  core.NewLog(core.WithPendingLimit(MaxPollQueue+1, math.MaxInt/2), core.WithWindowLimit(math.MaxInt/2)),
+		core.WithPendingLimit(MaxPollQueue+1, math.MaxInt/2),
+		core.WithWindowLimit(math.MaxInt / 2),
+	}
+	if budget != nil {
+		opts = append(opts, core.WithBudget(budget))
+	}
+	return &queue{
+		log:  core.NewLog(opts...),
 		base: base, last: last, set: set, warn: warn, limit: DefaultPollQueue,
 	}
 }
@@ -124,7 +131,10 @@ func (q *queue) push(ev event) {
 	id := q.base + q.seq + 1
 	seq, err := q.log.Append(noWait, ev.appendJSON(nil, id))
 	if err != nil {
-		q.warn("compat: event not queued", "err", err)
+		// The memory budget is spent and this session holds events
+		// not handed out yet: this one goes, counted.
+		q.dropped++
+		q.warn("compat: memory budget spent; event dropped", "err", err)
 		return
 	}
 	q.seq = seq

@@ -116,7 +116,7 @@ func newSession(h *Handler, e *entry, ip string) *session {
 	now := time.Now()
 	return &session{
 		h: h, e: e, id: newID(), ip: ip,
-		q:      newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn),
+		q:      newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
 		chans:  map[string]*channel{},
 		tokens: 2 * h.cfg.commandsPerSecond, refill: now,
 	}
