@@ -48,10 +48,13 @@ unit:
 	GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm/
 
 ## fuzz: a short run of every fuzz target (FUZZTIME each, default 10000 inputs)
+FUZZ_PKGS := ./sdk/protocol/ ./internal/bridgewire/
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./sdk/protocol/ | grep '^Fuzz'); do \
-	  echo "fuzz $$t"; \
-	  $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./sdk/protocol/ || exit 1; \
+	@for p in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "fuzz $$p $$t"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
+	  done; \
 	done
 
 ## js: build the wasm and run the npm package's tests (js/scripts/deps.sh installs chromium and npm deps)

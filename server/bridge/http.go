@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
@@ -54,17 +55,6 @@ func (b *Bridge) root(w http.ResponseWriter, r *http.Request) {
 	b.writeError(w, http.StatusNotFound, "not_found", r.URL.Path)
 }
 
-// created is the body of a 201 from POST /sessions.
-type created struct {
-	SID   string `json:"sid"`
-	Token string `json:"token"`
-	Epoch uint32 `json:"epoch"`
-	// TTL is how long, in seconds, the session survives without requests.
-	TTL int `json:"ttl"`
-	// MaxBody is the largest POST body accepted, in bytes.
-	MaxBody int64 `json:"max_body"`
-}
-
 // upstreamHeader picks the request headers the upstream handshake carries.
 func (b *Bridge) upstreamHeader(r *http.Request) map[string][]string {
 	h := map[string][]string{}
@@ -85,7 +75,7 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusCreated, created{
+	writeJSON(w, http.StatusCreated, bridgewire.Created{
 		SID: s.id, Token: s.token, Epoch: s.epoch,
 		TTL: int(b.cfg.sessionTTL / time.Second), MaxBody: b.cfg.maxBodyBytes,
 	})
@@ -204,7 +194,7 @@ func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 	}
 	tok := r.URL.Query().Get("token")
 	if tok == "" {
-		tok = r.Header.Get("Cableway-Token")
+		tok = r.Header.Get(bridgewire.TokenHeader)
 	}
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
 		b.writeError(w, http.StatusForbidden, "bad_token", "")
@@ -218,7 +208,7 @@ func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 // resumption) or the "after" parameter (with an optional "epoch").
 func cursor(r *http.Request, s *session) (uint64, bool) {
 	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
-	if id := r.Header.Get("Last-Event-ID"); id != "" {
+	if id := r.Header.Get(bridgewire.LastEventID); id != "" {
 		var ok bool
 		epoch, raw, ok = strings.Cut(id, ":")
 		if !ok {
@@ -254,7 +244,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 
 	after, ok := cursor(r, s)
 	if !ok {
-		writeReset(w, "bad_cursor")
+		writeReset(w, bridgewire.ReasonBadCursor)
 		rc.Flush()
 		return
 	}
@@ -278,12 +268,12 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		}
 		after = bt.From // past what the client acknowledged elsewhere
 		for _, f := range bt.Frames {
-			buf = fmt.Appendf(buf, "id: %d:%d\n", s.epoch, f.Seq)
-			buf = appendSSEData(buf, f.Data)
+			buf = bridgewire.AppendEventID(buf, s.epoch, f.Seq)
+			buf = bridgewire.AppendData(buf, f.Data)
 			after = f.Seq
 		}
 		if bt.Ping != nil {
-			buf = appendSSEData(buf, bt.Ping)
+			buf = bridgewire.AppendData(buf, bt.Ping)
 		}
 		pingSeen = bt.PingN
 		if len(buf) > 0 {
@@ -294,7 +284,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			buf = buf[:0]
 		}
 		if err != nil { // ended, and everything delivered: tell EventSource to stop
-			writeReset(w, "ended")
+			writeReset(w, bridgewire.ReasonEnded)
 			rc.Flush()
 			return
 		}
@@ -333,42 +323,8 @@ func writeEvents(w http.ResponseWriter, rc *http.ResponseController, buf []byte)
 	return rc.Flush()
 }
 
-func appendSSEData(buf, data []byte) []byte {
-	// JSON frames hold no raw newlines, but split defensively: SSE joins
-	// data lines with "\n".
-	for {
-		line, rest, more := strings.Cut(string(data), "\n")
-		buf = append(buf, "data: "...)
-		buf = append(buf, line...)
-		buf = append(buf, '\n')
-		if !more {
-			break
-		}
-		data = []byte(rest)
-	}
-	return append(buf, '\n')
-}
-
 func writeReset(w io.Writer, reason string) {
-	fmt.Fprintf(w, "event: reset\ndata: {\"reason\":%q}\n\n", reason)
-}
-
-// polled is the body of a long-poll answer.
-type polled struct {
-	Epoch  uint32            `json:"epoch"`
-	Frames []json.RawMessage `json:"frames"`
-	// Next is the cursor to send as "after" in the next poll: the sequence
-	// number of the last sequenced frame in Frames (pings have none).
-	Next uint64 `json:"next"`
-	// After, when set, replaces the poll's after: the client acknowledged
-	// frames past it through another downstream, so Frames start later.
-	After uint64 `json:"after,omitempty"`
-	// Reset is set when the cursor's frames are gone: create a new session
-	// and resubscribe. Reason says why ("evicted", "bad_cursor").
-	Reset  bool   `json:"reset,omitempty"`
-	Reason string `json:"reason,omitempty"`
-	// Ended is set when the session is over and nothing is left.
-	Ended bool `json:"ended,omitempty"`
+	w.Write(bridgewire.AppendReset(nil, reason))
 }
 
 func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
@@ -396,7 +352,7 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	after, ok := cursor(r, s)
 	if !ok {
-		writeJSON(w, http.StatusOK, polled{Epoch: s.epoch, Frames: []json.RawMessage{}, Reset: true, Reason: "bad_cursor"})
+		writeJSON(w, http.StatusOK, bridgewire.Polled{Epoch: s.epoch, Frames: []json.RawMessage{}, Reset: true, Reason: bridgewire.ReasonBadCursor})
 		return
 	}
 	ctx, detach := s.attach(r.Context(), downPoll)
@@ -408,7 +364,7 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	bt, err := s.read(after, pingSeen, maxBatch, maxBytes)
-	out := polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.Frames)+1), Next: after}
+	out := bridgewire.Polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.Frames)+1), Next: after}
 	switch {
 	case errors.Is(err, errReset):
 		out.Reset, out.Reason = true, resetReason(err)
@@ -430,12 +386,6 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// command is one entry of a POST /send batch.
-type command struct {
-	CSeq  uint64          `json:"cseq"`
-	Frame json.RawMessage `json:"frame"`
-}
-
 func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 	s := b.lookup(w, r)
 	if s == nil {
@@ -446,7 +396,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
-	var batch []command
+	var batch []bridgewire.Command
 	if err := json.Unmarshal(body, &batch); err != nil {
 		b.writeError(w, http.StatusBadRequest, "bad_body", "want a JSON array of {cseq, frame}: "+err.Error())
 		return
@@ -484,7 +434,7 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 			continue // a retry of what was applied
 		}
 		if c.CSeq != s.acked+1 {
-			writeJSON(w, http.StatusConflict, map[string]any{"error": "cseq_gap", "acked": s.acked})
+			writeJSON(w, http.StatusConflict, bridgewire.Error{Error: "cseq_gap", Acked: s.acked})
 			b.countRefusal("cseq_gap")
 			return
 		}
@@ -492,18 +442,18 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 			if s.isEnded() {
 				// Final: retrying cannot help. The client reads the
 				// reason from the session's last frames.
-				writeJSON(w, http.StatusGone, map[string]any{"error": "session_ended", "acked": s.acked})
+				writeJSON(w, http.StatusGone, bridgewire.Error{Error: "session_ended", Acked: s.acked})
 				b.countRefusal("session_ended")
 				return
 			}
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "upstream_unavailable", "detail": err.Error(), "acked": s.acked})
+			writeJSON(w, http.StatusServiceUnavailable, bridgewire.Error{Error: "upstream_unavailable", Detail: err.Error(), Acked: s.acked})
 			b.countRefusal("upstream_unavailable")
 			return
 		}
 		s.acked = c.CSeq
 		b.stats.commands.Add(1)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"acked": s.acked})
+	writeJSON(w, http.StatusOK, bridgewire.Error{Acked: s.acked})
 }
 
 // ack frees the frames up to the cursor that a client reading an event

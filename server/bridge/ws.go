@@ -9,6 +9,7 @@ import (
 
 	ws "github.com/coder/websocket"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/protocol"
 )
 
@@ -45,7 +46,7 @@ func (b *Bridge) reattach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.log.Has(after) {
-		b.writeError(w, http.StatusConflict, "reset", "frames after the cursor were evicted; create a new session")
+		b.writeError(w, http.StatusConflict, "reset", "frames after the cursor were trimmed unacknowledged; create a new session")
 		return
 	}
 	b.serveWebSocket(w, r, s, after, true)
@@ -93,7 +94,7 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
-			c.Close(ws.StatusPolicyViolation, "reset: frames evicted; start a new session")
+			c.Close(ws.StatusPolicyViolation, bridgewire.WebSocketResetPrefix+": "+resetReason(err))
 			return
 		}
 		if bt.From != after {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall/js"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/protocol"
 
 	"github.com/cableway/cableway/sdk/transport"
@@ -228,7 +229,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		for _, e := range batch {
 			switch {
 			case e.reset:
-				return resetError(resetReason([]byte(e.data)))
+				return resetError(bridgewire.ParseReset([]byte(e.data)))
 			case e.refused:
 				return &permanent{errors.New("the event stream was refused (an HTTP error, or not an event stream)")}
 			case e.failed:

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 )
@@ -22,15 +23,6 @@ type Poll struct {
 
 // Name returns "longpoll".
 func (Poll) Name() string { return transport.NameLongPoll }
-
-type pollBody struct {
-	Frames []json.RawMessage `json:"frames"`
-	Next   uint64            `json:"next"`
-	After  uint64            `json:"after"`
-	Reset  bool              `json:"reset"`
-	Reason string            `json:"reason"`
-	Ended  bool              `json:"ended"`
-}
 
 // Poll answers are bounded in bytes: at first maxPollBytes, halved down
 // to minPollBytes each time an answer arrives cut, so that a proxy that
@@ -70,7 +62,7 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		if status != 200 {
 			return statusError(status, body)
 		}
-		var pb pollBody
+		var pb bridgewire.Polled
 		if err := json.Unmarshal(body, &pb); err != nil {
 			if limit > minPollBytes {
 				s.pollBytes.CompareAndSwap(limit, max(limit/2, minPollBytes))
@@ -101,7 +93,7 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 		}
 		after = pb.Next
 		if pb.Ended {
-			return resetError("ended")
+			return resetError(bridgewire.ReasonEnded)
 		}
 	}
 }

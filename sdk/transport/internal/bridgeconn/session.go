@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/transport"
 )
@@ -36,26 +37,16 @@ var ErrReset = transport.ErrSessionReset
 // resetError is ErrReset with the bridge's reason in words.
 func resetError(reason string) error {
 	switch reason {
-	case "evicted":
-		return fmt.Errorf("%w: the bridge dropped frames this client had not received", ErrReset)
-	case "ended":
+	case bridgewire.ReasonEvicted:
+		return fmt.Errorf("%w: frames this client was sent but had not acknowledged were trimmed from the bridge's resume window", ErrReset)
+	case bridgewire.ReasonEnded:
 		return fmt.Errorf("%w: the session ended on the bridge", ErrReset)
-	case "bad_cursor":
+	case bridgewire.ReasonBadCursor:
 		return fmt.Errorf("%w: the client's cursor is not of this session", ErrReset)
 	case "":
 		return ErrReset
 	}
 	return fmt.Errorf("%w: %.100s", ErrReset, reason)
-}
-
-// resetReason reads the reason of an SSE reset event's data
-// ({"reason":"evicted"}).
-func resetReason(data []byte) string {
-	var r struct {
-		Reason string `json:"reason"`
-	}
-	json.Unmarshal(data, &r)
-	return r.Reason
 }
 
 // Session is a bridge session seen from the client.
@@ -75,23 +66,11 @@ type Session struct {
 	pollBytes atomic.Int64
 }
 
-type createdBody struct {
-	SID   string `json:"sid"`
-	Token string `json:"token"`
-	Epoch uint32 `json:"epoch"`
-}
-
-type errorBody struct {
-	Error  string `json:"error"`
-	Detail string `json:"detail"`
-	Acked  uint64 `json:"acked"`
-}
-
 // statusError turns a refusal into a transport.HandshakeError, with the
 // bridge's reason in it. An answer that is not the bridge's JSON error
 // says so: the URL probably does not point at a Cableway bridge.
 func statusError(status int, body []byte) error {
-	var e errorBody
+	var e bridgewire.Error
 	msg := ""
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		msg = e.Error
@@ -113,7 +92,7 @@ func statusError(status int, body []byte) error {
 
 // bridgeError returns the error code of a bridge's JSON error body.
 func bridgeError(body []byte) string {
-	var e errorBody
+	var e bridgewire.Error
 	json.Unmarshal(body, &e)
 	return e.Error
 }
@@ -151,7 +130,7 @@ func create(ctx context.Context, doer Doer, base, query string, header map[strin
 	if status != 201 {
 		return nil, statusError(status, body)
 	}
-	var c createdBody
+	var c bridgewire.Created
 	if err := json.Unmarshal(body, &c); err != nil || c.SID == "" || c.Token == "" {
 		return nil, fmt.Errorf("bridge: create session: unexpected answer %.100q", body)
 	}
@@ -200,7 +179,7 @@ func (s *Session) Send(ctx context.Context, frame []byte) error {
 			s.cseq = cseq
 			return nil
 		case err == nil && status == 409:
-			var e errorBody
+			var e bridgewire.Error
 			json.Unmarshal(resp, &e)
 			if e.Acked >= cseq {
 				s.cseq = cseq
@@ -240,12 +219,8 @@ func (s *Session) Delete(ctx context.Context) {
 	s.doer.Do(ctx, "DELETE", s.URL("", nil), nil, nil)
 }
 
-// parseEventID reads an SSE id "<epoch>:<seq>".
+// parseEventID reads an SSE id "<epoch>:<seq>" of this session's epoch.
 func parseEventID(id string, epoch uint32) (uint64, bool) {
-	e, seq, ok := strings.Cut(id, ":")
-	if !ok || e != strconv.FormatUint(uint64(epoch), 10) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(seq, 10, 64)
-	return n, err == nil
+	e, seq, ok := bridgewire.ParseEventID(id)
+	return seq, ok && e == epoch
 }

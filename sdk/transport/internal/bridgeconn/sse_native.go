@@ -13,6 +13,7 @@ import (
 	"github.com/r3labs/sse/v2"
 	"gopkg.in/cenkalti/backoff.v1"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 )
@@ -63,7 +64,7 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		switch string(ev.Event) {
 		case "", "message":
 		case "reset":
-			emitErr = resetError(resetReason(ev.Data))
+			emitErr = resetError(bridgewire.ParseReset(ev.Data))
 			cancel()
 			return
 		default:

@@ -1,0 +1,146 @@
+// Package bridgewire is the one definition of the Cableway bridge's wire
+// protocol (server/PROTOCOL.md) that the bridge (server/bridge) and the
+// SDK's bridge client (sdk/transport/internal/bridgeconn) share: the JSON
+// bodies, the SSE event ids and reset events, the reset reasons and the
+// header names. It has no state and does no I/O.
+package bridgewire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// Header names.
+const (
+	// TokenHeader carries a session's token (or the "token" parameter).
+	TokenHeader = "Cableway-Token"
+	// LastEventID is the SSE resume header, "<epoch>:<seq>".
+	LastEventID = "Last-Event-ID"
+)
+
+// Reasons of a reset: the session cannot give the client a gapless stream
+// from its cursor any more; the client starts a new session.
+const (
+	// ReasonEvicted: frames the client was sent but had not acknowledged
+	// were trimmed from the session's resume window.
+	ReasonEvicted = "evicted"
+	// ReasonBadCursor: the cursor is of another epoch or from the future.
+	ReasonBadCursor = "bad_cursor"
+	// ReasonEnded: the session is over and its last frame was delivered.
+	ReasonEnded = "ended"
+)
+
+// ResetEvent is the SSE event name of a reset; its data is a Reset.
+const ResetEvent = "reset"
+
+// WebSocketResetPrefix starts the close reason of a re-attached WebSocket
+// that is reset ("reset: <reason>").
+const WebSocketResetPrefix = "reset"
+
+// Created is the body of a 201 from POST /sessions.
+type Created struct {
+	SID   string `json:"sid"`
+	Token string `json:"token"`
+	Epoch uint32 `json:"epoch"`
+	// TTL is how long, in seconds, the session survives without requests.
+	TTL int `json:"ttl,omitempty"`
+	// MaxBody is the largest POST body accepted, in bytes.
+	MaxBody int64 `json:"max_body,omitempty"`
+}
+
+// Polled is the body of a long-poll answer.
+type Polled struct {
+	Epoch  uint32            `json:"epoch"`
+	Frames []json.RawMessage `json:"frames"`
+	// Next is the cursor to send as "after" in the next poll: the sequence
+	// number of the last sequenced frame in Frames (pings have none).
+	Next uint64 `json:"next"`
+	// After, when set, replaces the poll's after: the client acknowledged
+	// frames past it through another downstream, so Frames start later.
+	After uint64 `json:"after,omitempty"`
+	// Reset is set when the cursor's frames are gone: create a new session
+	// and resubscribe. Reason says why (a Reason constant).
+	Reset  bool   `json:"reset,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Ended is set when the session is over and nothing is left.
+	Ended bool `json:"ended,omitempty"`
+}
+
+// Command is one entry of a POST /send batch.
+type Command struct {
+	CSeq  uint64          `json:"cseq"`
+	Frame json.RawMessage `json:"frame"`
+}
+
+// Error is the body of every refusal (and of /send answers, with Acked).
+type Error struct {
+	Error  string `json:"error,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	Acked  uint64 `json:"acked"`
+}
+
+// Reset is the data of an SSE reset event.
+type Reset struct {
+	Reason string `json:"reason"`
+}
+
+// AppendEventID appends the SSE line "id: <epoch>:<seq>\n".
+func AppendEventID(dst []byte, epoch uint32, seq uint64) []byte {
+	dst = append(dst, "id: "...)
+	dst = strconv.AppendUint(dst, uint64(epoch), 10)
+	dst = append(dst, ':')
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, '\n')
+}
+
+// ParseEventID parses "<epoch>:<seq>".
+func ParseEventID(id string) (epoch uint32, seq uint64, ok bool) {
+	i := bytes.IndexByte([]byte(id), ':')
+	if i < 0 {
+		return 0, 0, false
+	}
+	e, err1 := strconv.ParseUint(id[:i], 10, 32)
+	s, err2 := strconv.ParseUint(id[i+1:], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint32(e), s, true
+}
+
+// AppendData appends data as the data lines of one SSE event and the blank
+// line that ends it. CR, LF and CRLF all end a line for an SSE parser, so
+// each starts a new "data:" line: the client's joined data is data with
+// every line end turned into LF.
+func AppendData(dst, data []byte) []byte {
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		dst = append(dst, "data: "...)
+		if i < 0 {
+			dst = append(dst, data...)
+			dst = append(dst, '\n')
+			break
+		}
+		dst = append(dst, data[:i]...)
+		dst = append(dst, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return append(dst, '\n')
+}
+
+// AppendReset appends a reset event with reason.
+func AppendReset(dst []byte, reason string) []byte {
+	body, _ := json.Marshal(Reset{Reason: reason})
+	dst = append(dst, "event: "+ResetEvent+"\n"...)
+	return AppendData(dst, body)
+}
+
+// ParseReset reads the reason of a reset event's data.
+func ParseReset(data []byte) string {
+	var r Reset
+	json.Unmarshal(data, &r)
+	return r.Reason
+}
