@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/server/internal/sse"
 	core "github.com/cableway/cableway/server/session"
 )
@@ -253,7 +254,7 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 	}
 	buf := []byte("retry: 1000\n\n")
 	buf = append(buf, "event: message\n"...)
-	buf = sse.AppendData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
+	buf = bridgewire.AppendData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
 	keepAlive := time.NewTicker(h.cfg.keepAlive)
 	defer keepAlive.Stop()
 	var data []byte
@@ -264,7 +265,7 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 			buf = strconv.AppendUint(buf, it.id, 10)
 			buf = append(buf, '\n')
 			data = withSession(data[:0], it.data, s.id)
-			buf = sse.AppendData(buf, data)
+			buf = bridgewire.AppendData(buf, data)
 		}
 		if len(buf) > 0 {
 			if sse.Write(w, rc, buf, writeTimeout) != nil {

@@ -1,5 +1,6 @@
-// Package sse writes Server-Sent Events: the one event writer of the
-// Cableway server, for the bridge's own event streams and the compat API.
+// Package sse starts and writes Server-Sent Event streams for the Cableway
+// server. Event data is formatted by internal/bridgewire (AppendData), the
+// one definition of the bridge's wire format.
 package sse
 
 import (
@@ -17,29 +18,6 @@ func Start(w http.ResponseWriter) *http.ResponseController {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	return http.NewResponseController(w)
-}
-
-// AppendData appends data as the data field of one event, ended by the
-// blank line that dispatches it. A browser ends a line at CR, LF or CRLF,
-// so data is cut at each of them into data: lines (which the browser
-// joins with LF): a frame with a raw CR or LF in it arrives whole, with
-// every line end as LF.
-func AppendData(buf, data []byte) []byte {
-	buf = append(buf, "data: "...)
-	for i := 0; i < len(data); i++ {
-		switch c := data[i]; c {
-		case '\r':
-			if i+1 < len(data) && data[i+1] == '\n' {
-				i++
-			}
-			fallthrough
-		case '\n':
-			buf = append(buf, "\ndata: "...)
-		default:
-			buf = append(buf, c)
-		}
-	}
-	return append(buf, '\n', '\n')
 }
 
 // Write writes buf and flushes it within timeout: a client that cannot
