@@ -500,7 +500,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 // gone, until Close.
 func (h *Handler) janitor() {
 	defer h.wg.Done()
-	t := time.NewTicker(max(time.Second, h.cfg.sessionTTL/4))
+	// Every second: an ended session goes about a second after its last
+	// event was handed out, as the bridge's.
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
