@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"errors"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/cableway/cableway/server/compat"
 )
@@ -29,10 +31,25 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 		compat.WithClientIP(b.cfg.clientIP),
 		compat.WithOriginPolicy(func(r *http.Request, origin string) bool { return b.cfg.allowedOrigins[origin] }),
 		compat.WithBudget(b.budget),
+		compat.WithLimiter(compatLimiter{b}),
 	}
 	if b.cfg.upstream != nil {
 		opts = append(opts, compat.WithUpstreamTransport(b.cfg.upstream))
 	}
 	b.compat = compat.New(b.upstream, opts...)
 	mux.Handle(b.cfg.compatPrefix, http.StripPrefix(strings.TrimSuffix(b.cfg.compatPrefix, "/"), b.compat))
+}
+
+// compatLimiter counts the compat API's sessions against the bridge's
+// session limits (total and per client IP), as reserved places.
+type compatLimiter struct{ b *Bridge }
+
+func (l compatLimiter) Reserve(ip string) (func(), error) {
+	if err := l.b.reserve(ip); err != nil {
+		if le, ok := errors.AsType[*errLimit](err); ok {
+			return nil, &compat.LimitError{Status: le.status, Reason: le.reason}
+		}
+		return nil, err
+	}
+	return sync.OnceFunc(func() { l.b.unreserve(ip) }), nil
 }

@@ -354,3 +354,37 @@ func TestCompatSubscriptionThatDropsTheConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatSharesBridgeLimits: the compat API's sessions count against
+// the bridge's session limits, with the bridge's own sessions: one client
+// IP cannot open the per-IP limit of each.
+func TestCompatSharesBridgeLimits(t *testing.T) {
+	e := newCEEnv(t, nil, bridge.WithSessionLimits(100, 2))
+	ctx := ceCtx(t, 30*time.Second)
+	// One bridge session from the IP…
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/sessions", nil)
+	req.Header.Set("Cookie", "user=alice")
+	req.Header.Set("X-Test-IP", "192.0.2.9")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /sessions: %d", resp.StatusCode)
+	}
+	// …and one compat session: the limit of two is reached.
+	c := e.newClient("alice")
+	c.header.Set("X-Test-IP", "192.0.2.9")
+	c.open(ctx)
+	third := e.newClient("alice")
+	third.header.Set("X-Test-IP", "192.0.2.9")
+	resp, b := third.request(ctx, "GET", "timeout=0", http.Header{"Accept": {"application/json"}}, "")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "too_many_sessions_for_ip") {
+		t.Fatalf("third session of the IP: %d %s, want 429 too_many_sessions_for_ip", resp.StatusCode, b)
+	}
+	// Another IP is not affected.
+	other := e.newClient("bob")
+	other.header.Set("X-Test-IP", "192.0.2.10")
+	other.open(ctx)
+}

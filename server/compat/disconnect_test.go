@@ -30,7 +30,7 @@ func TestCompatDisconnectReadAsConsumer(t *testing.T) {
 		h := New("ws://127.0.0.1:1/cable")
 		t.Cleanup(func() { h.Close(t.Context()) })
 		id := `{"channel":"ChatChannel","room":"lobby"}`
-		s := newSession(h, &entry{}, "127.0.0.1")
+		s := newSession(h, &entry{}, func() {})
 		s.chans[id] = &channel{identifier: []byte(id), chanID: chanIDOf(id), confirmed: true, withdraw: func() {}}
 		var welcome protocol.Message
 		(protocol.JSONCodec{}).DecodeMessage([]byte(`{"type":"welcome"}`), &welcome)

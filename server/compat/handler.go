@@ -385,40 +385,37 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, cre
 	}
 }
 
-// limitError is a refusal of a session by the limits.
-type limitError struct {
-	status int
-	reason string
-}
-
-func (e *limitError) Error() string { return e.reason }
-
 // reserve counts a session against the limits before Rails is dialled, so
-// a flood of creations cannot exceed them.
-func (h *Handler) reserve(ip string) error {
+// a flood of creations cannot exceed them: the shared Limiter's, or the
+// handler's own (WithSessionLimits). release gives the place back, once.
+func (h *Handler) reserve(ip string) (release func(), err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.closed:
-		return &limitError{http.StatusServiceUnavailable, "shutting_down"}
-	case h.sessions >= h.cfg.maxSessions:
-		return &limitError{http.StatusServiceUnavailable, "too_many_sessions"}
-	case h.perIP[ip] >= h.cfg.maxSessionsPerIP:
-		return &limitError{http.StatusTooManyRequests, "too_many_sessions_for_ip"}
+		return nil, &LimitError{http.StatusServiceUnavailable, "shutting_down"}
+	case h.cfg.limiter == nil && h.sessions >= h.cfg.maxSessions:
+		return nil, &LimitError{http.StatusServiceUnavailable, "too_many_sessions"}
+	case h.cfg.limiter == nil && h.perIP[ip] >= h.cfg.maxSessionsPerIP:
+		return nil, &LimitError{http.StatusTooManyRequests, "too_many_sessions_for_ip"}
+	}
+	shared := func() {}
+	if h.cfg.limiter != nil {
+		if shared, err = h.cfg.limiter.Reserve(ip); err != nil {
+			return nil, err
+		}
 	}
 	h.perIP[ip]++
 	h.sessions++
-	return nil
-}
-
-// unreserve gives a session's place back.
-func (h *Handler) unreserve(ip string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.sessions--
-	if h.perIP[ip]--; h.perIP[ip] <= 0 {
-		delete(h.perIP, ip)
-	}
+	return sync.OnceFunc(func() {
+		shared()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.sessions--
+		if h.perIP[ip]--; h.perIP[ip] <= 0 {
+			delete(h.perIP, ip)
+		}
+	}), nil
 }
 
 // upstreamHeader picks the request headers the upstream handshake carries.
@@ -435,13 +432,14 @@ func (h *Handler) upstreamHeader(r *http.Request) map[string][]string {
 // create dials Rails for a new session of e and returns once Rails has
 // welcomed it. On failure it has answered the request.
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip string) (*session, bool) {
-	if err := h.reserve(ip); err != nil {
-		var le *limitError
+	release, err := h.reserve(ip)
+	if err != nil {
+		le := &LimitError{http.StatusServiceUnavailable, "too_many_sessions"}
 		errors.As(err, &le)
-		h.writeError(w, le.status, le.reason, "")
+		h.writeError(w, le.Status, le.Reason, "")
 		return nil, false
 	}
-	s := newSession(h, e, ip)
+	s := newSession(h, e, release)
 	header := h.upstreamHeader(r)
 	up := h.cfg.upstream
 	if up == nil {
@@ -461,7 +459,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 		cable.WithReconnect(true),  // the session outlives its upstream connection
 	)
 	if err != nil {
-		h.unreserve(ip)
+		release()
 		var (
 			de *cable.DisconnectError
 			he *transport.HandshakeError
@@ -487,7 +485,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 	h.mu.Unlock()
 	if closed {
 		c.Close()
-		h.unreserve(ip)
+		release()
 		h.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
 		return nil, false
 	}

@@ -48,6 +48,7 @@ type config struct {
 	clientIP          func(*http.Request) string
 	originAllowed     func(r *http.Request, origin string) bool
 	budget            *core.Budget
+	limiter           Limiter
 }
 
 func defaultConfig() config {
@@ -194,4 +195,27 @@ func WithOriginPolicy(allowed func(r *http.Request, origin string) bool) Option 
 // dropped, and counted in the long-poll answer's "dropped".
 func WithBudget(b *core.Budget) Option {
 	return func(c *config) { c.budget = b }
+}
+
+// Limiter counts sessions against limits shared with other handlers (the
+// bridge's own sessions): Reserve takes a place for a session of client
+// ip before Rails is dialled, or refuses with a *LimitError; release gives
+// it back. Both are safe for concurrent use.
+type Limiter interface {
+	Reserve(ip string) (release func(), err error)
+}
+
+// LimitError is a refusal by the session limits: the HTTP status (429,
+// 503) and the reason the JSON error names.
+type LimitError struct {
+	Status int
+	Reason string
+}
+
+func (e *LimitError) Error() string { return "compat: session refused: " + e.Reason }
+
+// WithLimiter makes sessions count against l instead of the handler's own
+// limits (WithSessionLimits then does not apply).
+func WithLimiter(l Limiter) Option {
+	return func(c *config) { c.limiter = l }
 }

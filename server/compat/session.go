@@ -91,10 +91,11 @@ type channel struct {
 type session struct {
 	h  *Handler
 	e  *entry
-	id string // the seed's session_id: new for every session of an events id
-	ip string
+	id string          // the seed's session_id: new for every session of an events id
 	c  *cable.Consumer // set once welcomed
-	q  *queue
+
+	unreserve func() // gives the session's place in the limits back
+	q         *queue
 
 	sendMu sync.Mutex // orders a POST's commands with the subscription set
 
@@ -112,10 +113,10 @@ type session struct {
 	refill   time.Time
 }
 
-func newSession(h *Handler, e *entry, ip string) *session {
+func newSession(h *Handler, e *entry, unreserve func()) *session {
 	now := time.Now()
 	return &session{
-		h: h, e: e, id: newID(), ip: ip,
+		h: h, e: e, id: newID(), unreserve: unreserve,
 		q:      newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
 		chans:  map[string]*channel{},
 		tokens: 2 * h.cfg.commandsPerSecond, refill: now,
@@ -307,7 +308,7 @@ func (s *session) release() {
 	s.mu.Unlock()
 	if !freed {
 		s.q.release()
-		s.h.unreserve(s.ip)
+		s.unreserve()
 	}
 }
 
