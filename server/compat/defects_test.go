@@ -174,6 +174,9 @@ func TestCompatPostToUnknownID(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || json.Unmarshal(b, &apiErr) != nil || apiErr.Error == "" {
 		t.Fatalf("POST to an unknown id: %d %s, want 404 with a JSON error", resp.StatusCode, b)
 	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("error body with X-Content-Type-Options %q, want nosniff", got)
+	}
 	if n := e.railsConnects(ctx); n != 0 {
 		t.Fatalf("Rails saw %d connections, want 0", n)
 	}

@@ -293,6 +293,20 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 	}
 }
 
+// pollTimeout reads a long-poll's timeout parameter, in seconds: the
+// default when empty, capped at MaxPollTimeout.
+func pollTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return DefaultPollTimeout, nil
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || n < 0 || math.IsNaN(n) {
+		return 0, errors.New("timeout must be a number of seconds ≥ 0: " + v)
+	}
+	// Capped before the conversion, which would overflow.
+	return time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second)), nil
+}
+
 // polled is the body of a seed long-poll answer.
 type polled struct {
 	Messages    []json.RawMessage `json:"messages"`
@@ -303,15 +317,10 @@ type polled struct {
 
 func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit int) {
 	q := r.URL.Query()
-	timeout := DefaultPollTimeout
-	if v := q.Get("timeout"); v != "" {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 || math.IsNaN(n) {
-			h.writeError(w, http.StatusBadRequest, "bad_timeout", "timeout must be a number of seconds ≥ 0: "+v)
-			return
-		}
-		// Capped before the conversion, which would overflow.
-		timeout = time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second))
+	timeout, err := pollTimeout(q.Get("timeout"))
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, "bad_timeout", err.Error())
+		return
 	}
 	after, afterSet, ok := parseCursor(q.Get("after"))
 	if !ok {

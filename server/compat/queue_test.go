@@ -78,3 +78,21 @@ func TestQueueBudget(t *testing.T) {
 		t.Fatalf("budget use %d after release, want 0", used)
 	}
 }
+
+// TestPollTimeout: a timeout beyond what a time.Duration holds is capped,
+// not overflowed into a poll that answers at once.
+func TestPollTimeout(t *testing.T) {
+	for v, want := range map[string]time.Duration{
+		"": DefaultPollTimeout, "0": 0, "1.5": 1500 * time.Millisecond, "60": MaxPollTimeout,
+		"61": MaxPollTimeout, "1e10": MaxPollTimeout, "1e300": MaxPollTimeout, "Inf": MaxPollTimeout,
+	} {
+		if got, err := pollTimeout(v); err != nil || got != want {
+			t.Errorf("timeout=%s: %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"abc", "-1", "NaN", "-Inf"} {
+		if _, err := pollTimeout(v); err == nil {
+			t.Errorf("timeout=%s: no error", v)
+		}
+	}
+}
