@@ -11,10 +11,13 @@
 //
 // Each events id has at most one session at a time: an sdk/cable Consumer
 // connected to Rails with the credentials of the GET that opened it, and
-// the seed events it produced, queued for the client. The consumer does
-// the ActionCable work — subscribing, repeating unanswered subscribes,
-// redialling a lost connection with backoff and subscribing again — and
-// the session only translates what it sees into seed events.
+// the seed events it produced, which are the frames of a session-core log
+// (server/session.Log) under the seed's poll-queue bound. The consumer
+// does the ActionCable work — subscribing, repeating unanswered
+// subscribes, redialling a lost connection with backoff and subscribing
+// again — and the session only translates what it sees into seed events.
+// Its sessions share the bridge's limits and memory budget (WithLimiter,
+// WithBudget).
 //
 // An events id is bound to the client that opened it: its IP address and
 // its credential headers (Cookie, Authorization and the pass headers). Only
