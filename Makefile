@@ -61,9 +61,11 @@ fuzz:
 js:
 	npm test
 
-## bench: the receive-path benchmarks (compare ratios within one run)
+## bench: the receive-path benchmarks (compare ratios within one run), then the bridge under
+## load: K SSE sessions through the real cableway binary against a Go feeder (internal/bench/bridgeload)
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./sdk/...
+	$(GO) run ./internal/bench/bridgeload -fail-on-loss
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

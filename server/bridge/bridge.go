@@ -25,7 +25,8 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // janitor and session watchers
 
-	budget *core.Budget // every session's frames together
+	budget  *core.Budget // every session's frames together
+	buffers sync.Pool    // *[]byte: write buffers of downstreams, borrowed per batch
 
 	mu       sync.Mutex
 	sessions map[string]*session

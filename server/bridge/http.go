@@ -145,6 +145,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
 		cable.WithFrameLimit(int(b.cfg.maxFrameBytes)), // whatever the upstream transport
+		cable.WithStaleTimeout(b.cfg.upstreamStale),
 		cable.WithBackoff(b.cfg.backoff),
 		cable.WithLogger(b.cfg.logger),
 		cable.WithDialRetry(false), // answer the client now; it retries itself
@@ -231,9 +232,25 @@ func cursor(r *http.Request, s *session) (uint64, bool) {
 // client's progress.
 const (
 	maxBatch      = 256
-	maxBatchBytes = 256 << 10
+	maxBatchBytes = 64 << 10
 	maxPollBytes  = 64 << 10
 )
+
+// getBuffer borrows an empty write buffer; putBuffer gives it back.
+func (b *Bridge) getBuffer() []byte {
+	if p, ok := b.buffers.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 4<<10)
+}
+
+func (b *Bridge) putBuffer(buf []byte) {
+	if cap(buf) > 2*maxBatchBytes {
+		return // an unusually large frame's: let it go
+	}
+	buf = buf[:0]
+	b.buffers.Put(&buf)
+}
 
 func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	s := b.lookup(w, r)
@@ -255,10 +272,14 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	// client had not read yet, and it resumes from its Last-Event-ID. Only
 	// that cursor frees frames; the buffer's bounds evict the rest.
 	ack := after
-	buf := []byte("retry: 1000\n\n")
 	keepAlive := time.NewTicker(b.cfg.keepAlive)
 	defer keepAlive.Stop()
 	var pingSeen uint64
+	// The write buffer is borrowed for each batch and given back before
+	// waiting: an idle stream holds none (thousands of streams would
+	// otherwise each keep their largest batch's buffer).
+	buf := append(b.getBuffer(), "retry: 1000\n\n"...)
+	defer func() { b.putBuffer(buf) }()
 	for {
 		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
 		if errors.Is(err, errReset) {
@@ -291,7 +312,9 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		if bt.More {
 			continue
 		}
+		b.putBuffer(buf)
 		werr := s.wait(ctx, after, pingSeen, keepAlive.C)
+		buf = b.getBuffer()
 		if ctx.Err() != nil {
 			return // client gone, or replaced by a newer downstream
 		}

@@ -25,10 +25,15 @@ const (
 	DefaultMaxFrameBytes     = 1 << 20
 	DefaultCommandsPerSecond = 50
 	DefaultCreateTimeout     = 10 * time.Second
-	DefaultPollTimeout       = 25 * time.Second
-	MaxPollTimeout           = 60 * time.Second
-	DefaultKeepAlive         = 15 * time.Second
-	DefaultCompatPrefix      = "/events/"
+	// DefaultUpstreamStaleTimeout is longer than a browser's 6 s: a
+	// bridge serving thousands of sessions on a saturated machine may not
+	// run a session's reader for seconds, and dropping the upstream then
+	// loses its frames; a truly dead upstream is still found.
+	DefaultUpstreamStaleTimeout = 20 * time.Second
+	DefaultPollTimeout          = 25 * time.Second
+	MaxPollTimeout              = 60 * time.Second
+	DefaultKeepAlive            = 15 * time.Second
+	DefaultCompatPrefix         = "/events/"
 )
 
 // Option configures a Bridge.
@@ -48,6 +53,7 @@ type config struct {
 	maxFrameBytes     int64
 	commandsPerSecond float64
 	createTimeout     time.Duration
+	upstreamStale     time.Duration
 	keepAlive         time.Duration
 	logger            *slog.Logger
 	backoff           backoff.Policy
@@ -70,6 +76,7 @@ func defaultConfig() config {
 		maxFrameBytes:     DefaultMaxFrameBytes,
 		commandsPerSecond: DefaultCommandsPerSecond,
 		createTimeout:     DefaultCreateTimeout,
+		upstreamStale:     DefaultUpstreamStaleTimeout,
 		keepAlive:         DefaultKeepAlive,
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
@@ -186,6 +193,18 @@ func WithCommandRate(perSecond float64) Option {
 	return func(c *config) {
 		if perSecond > 0 {
 			c.commandsPerSecond = perSecond
+		}
+	}
+}
+
+// WithUpstreamStaleTimeout sets after how long without any frame from
+// Rails (it pings every 3 s) a session's upstream connection counts as
+// dead (default 20 s). Time its reader is held back by its client
+// (backpressure) does not count.
+func WithUpstreamStaleTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.upstreamStale = d
 		}
 	}
 }

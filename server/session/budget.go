@@ -1,15 +1,26 @@
 package session
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Budget bounds the bytes that every Log sharing it holds together. Over
 // it, logs trim their resume windows and writers wait for readers (see
-// Log.Append). It is safe for concurrent use.
+// Log.Append), first come first served. It is safe for concurrent use.
 type Budget struct {
 	limit int64
 	used  atomic.Int64
 
-	wake atomic.Pointer[chan struct{}] // closed when bytes are freed while someone waits
+	waiting atomic.Int32 // len(queue), read without the lock
+	mu      sync.Mutex
+	queue   []*budgetWaiter // FIFO
+}
+
+// budgetWaiter is one writer waiting for room.
+type budgetWaiter struct {
+	need  int64
+	ready chan struct{} // closed when room was freed for it
 }
 
 // NewBudget returns a budget of limit bytes (0 or less: no limit).
@@ -34,24 +45,53 @@ func (b *Budget) pressed() bool {
 
 func (b *Budget) add(n int) {
 	b.used.Add(int64(n))
-	if n < 0 && b.wake.Load() != nil {
-		if ch := b.wake.Swap(nil); ch != nil {
-			close(*ch)
-		}
+	if n < 0 && b.waiting.Load() > 0 {
+		b.wakeSome()
 	}
 }
 
-// changed returns a channel closed the next time bytes are freed.
-// A caller checks its condition again after taking the channel, so that a
-// free between the two is not missed.
-func (b *Budget) changed() <-chan struct{} {
-	for {
-		if ch := b.wake.Load(); ch != nil {
-			return *ch
+// wakeSome wakes the waiters at the front of the queue for whom the room
+// now free suffices. Waking them one by one, in order, instead of all at
+// once keeps thousands of held-back sessions from stampeding on each free.
+func (b *Budget) wakeSome() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	room := b.limit - b.used.Load()
+	n := 0
+	for n < len(b.queue) && b.queue[n].need <= room {
+		room -= b.queue[n].need
+		close(b.queue[n].ready)
+		n++
+	}
+	if n > 0 {
+		clear(b.queue[:n])
+		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil
 		}
-		ch := make(chan struct{})
-		if b.wake.CompareAndSwap(nil, &ch) {
-			return ch
+		b.waiting.Store(int32(len(b.queue)))
+	}
+}
+
+// wait queues a writer that needs need bytes and returns a channel closed
+// when room was freed for it, and a func that takes it out of the queue,
+// to call once it stops waiting. The caller checks the budget again after
+// wait, so that a free between its check and wait is not missed.
+func (b *Budget) wait(need int) (<-chan struct{}, func()) {
+	w := &budgetWaiter{need: int64(need), ready: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, w)
+	b.waiting.Store(int32(len(b.queue)))
+	b.mu.Unlock()
+	return w.ready, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for i, q := range b.queue {
+			if q == w {
+				b.queue = append(b.queue[:i], b.queue[i+1:]...)
+				b.waiting.Store(int32(len(b.queue)))
+				return
+			}
 		}
 	}
 }

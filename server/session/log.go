@@ -189,25 +189,39 @@ func (l *Log) Append(ctx context.Context, data []byte) (uint64, error) {
 		}
 		pending := int(l.next - 1 - l.delivered)
 		over := pending > 0 && (pending >= l.maxPending || l.pendingBytes+len(data) > l.maxPendingBytes)
-		var budgetCh <-chan struct{}
-		if !over && l.budget != nil && l.budget.over(len(data)) {
-			l.trimWindowLocked(0)
-			budgetCh = l.budget.changed() // before the check: no free is missed
+		var (
+			budgetCh <-chan struct{}
+			unqueue  func()
+		)
+		if !over && pending > 0 && l.budget != nil && l.budget.over(len(data)) {
 			// A log with nothing pending always takes a frame, so that
-			// every session can make progress: the budget is exceeded
-			// by at most one frame per session.
-			over = pending > 0 && l.budget.over(len(data))
+			// every session makes progress: the budget is exceeded by at
+			// most one frame per session.
+			l.trimWindowLocked(0)
+			budgetCh, unqueue = l.budget.wait(len(data)) // before the check: no free is missed
+			if over = l.budget.over(len(data)); !over {
+				unqueue()
+			}
+		} else if !over && l.budget != nil && l.budget.pressed() {
+			l.trimWindowLocked(0)
 		}
 		if !over {
 			break
 		}
 		ch := l.changedLocked()
 		l.mu.Unlock()
+		var err error
 		select {
 		case <-ch:
 		case <-budgetCh:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			err = ctx.Err()
+		}
+		if unqueue != nil {
+			unqueue()
+		}
+		if err != nil {
+			return 0, err
 		}
 		l.mu.Lock()
 	}

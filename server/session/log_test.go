@@ -229,3 +229,64 @@ func TestNumberedStreamUnderBackpressure(t *testing.T) {
 		t.Fatalf("budget used %d after release", budget.Used())
 	}
 }
+
+// TestBudgetSharedByManyLogs: fifty writers and readers share a budget a
+// few frames large: every frame of every log arrives once, in order, and
+// the budget is back to zero at the end (no writer is stranded waiting).
+func TestBudgetSharedByManyLogs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	budget := NewBudget(64)
+	const logs, n = 50, 300
+	var wg sync.WaitGroup
+	for range logs {
+		l := NewLog(WithBudget(budget), WithPendingLimit(8, 1<<10), WithWindowLimit(32))
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= n; i++ {
+				if _, err := l.Append(ctx, []byte(fmt.Sprintf("%04d", i))); err != nil {
+					t.Errorf("Append %d: %v", i, err)
+					return
+				}
+			}
+			l.Final([]byte("end!"))
+		}()
+		go func() {
+			defer wg.Done()
+			defer l.Release()
+			var after uint64
+			want := 1
+			for {
+				b, err := l.Read(after, after, 0, 5, 1<<10)
+				for _, f := range b.Frames {
+					after = f.Seq
+					if string(f.Data) == "end!" {
+						continue
+					}
+					if string(f.Data) != fmt.Sprintf("%04d", want) {
+						t.Errorf("got %q, want %d", f.Data, want)
+						return
+					}
+					want++
+				}
+				if err != nil {
+					if !errors.Is(err, ErrEnded) || want != n+1 {
+						t.Errorf("reader stopped at %d: %v", want, err)
+					}
+					return
+				}
+				if len(b.Frames) == 0 {
+					if err := l.Wait(ctx, after, 0, nil); err != nil {
+						t.Errorf("Wait: %v", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if budget.Used() != 0 {
+		t.Fatalf("budget used %d after every log was released", budget.Used())
+	}
+}

@@ -50,6 +50,7 @@ type bridgeConfig struct {
 	maxFrame           byteSize
 	commandsPerSecond  float64
 	createTimeout      time.Duration
+	upstreamStale      time.Duration
 	keepAlive          time.Duration
 	compatPrefix       string
 	tlsCert, tlsKey    string
@@ -75,6 +76,7 @@ func defaultBridgeConfig() bridgeConfig {
 		maxFrame:          bridge.DefaultMaxFrameBytes,
 		commandsPerSecond: bridge.DefaultCommandsPerSecond,
 		createTimeout:     bridge.DefaultCreateTimeout,
+		upstreamStale:     bridge.DefaultUpstreamStaleTimeout,
 		keepAlive:         bridge.DefaultKeepAlive,
 		compatPrefix:      bridge.DefaultCompatPrefix,
 		shutdownTimeout:   10 * time.Second,
@@ -110,6 +112,7 @@ func bridgeCommand(cfg *bridgeConfig) *command {
 	c.add(byteSizeValue(&cfg.maxFrame), "max-frame", "SIZE", "largest WebSocket frame, from Rails and from clients", true)
 	c.add(floatValue(&cfg.commandsPerSecond), "commands-per-second", "RATE", "client commands per second per session, burst twice that (beyond: 429)", true)
 	c.add(durationValue(&cfg.createTimeout), "create-timeout", "DURATION", "how long session creation waits for Rails' welcome (beyond: 504)", true)
+	c.add(durationValue(&cfg.upstreamStale), "upstream-stale-timeout", "DURATION", "how long without a frame from Rails (it pings every 3 s) before a session's upstream counts as dead", true)
 	c.add(durationValue(&cfg.keepAlive), "keep-alive", "DURATION", "interval of SSE keep-alive comments", true)
 	c.str(&cfg.compatPrefix, "compat-prefix", "PATH", `path of the actioncable-to-eventsource API (server/COMPAT.md); "" turns it off`, true)
 	c.add(listValue(&cfg.passHeaders), "pass-headers", "LIST", "request headers passed on to Rails besides Cookie, Authorization and Origin", true)
@@ -210,6 +213,7 @@ func (cfg *bridgeConfig) options(logger *slog.Logger) ([]bridge.Option, error) {
 		bridge.WithFrameLimit(int64(cfg.maxFrame)),
 		bridge.WithCommandRate(cfg.commandsPerSecond),
 		bridge.WithCreateTimeout(cfg.createTimeout),
+		bridge.WithUpstreamStaleTimeout(cfg.upstreamStale),
 		bridge.WithKeepAlive(cfg.keepAlive),
 		bridge.WithCompatPrefix(cfg.compatPrefix),
 	}
