@@ -26,6 +26,7 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 		compat.WithCommandRate(b.cfg.commandsPerSecond),
 		compat.WithCreateTimeout(b.cfg.createTimeout),
 		compat.WithKeepAlive(b.cfg.keepAlive),
+		compat.WithUpstreamStaleTimeout(b.cfg.upstreamStale),
 		compat.WithLogger(b.cfg.logger),
 		compat.WithUpstreamBackoff(b.cfg.backoff),
 		compat.WithClientIP(b.cfg.clientIP),

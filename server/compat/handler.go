@@ -453,6 +453,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 		cable.WithFrameHook(s.onFrame),
 		cable.WithEventHandler(s.onEvent),
 		cable.WithFrameLimit(int(h.cfg.maxFrameBytes)),
+		cable.WithStaleTimeout(h.cfg.upstreamStale),
 		cable.WithBackoff(h.cfg.backoff),
 		cable.WithLogger(h.cfg.logger),
 		cable.WithDialRetry(false), // answer the client now; it retries itself

@@ -20,8 +20,11 @@ const (
 	DefaultCommandsPerSecond = 50
 	DefaultCreateTimeout     = 10 * time.Second
 	DefaultKeepAlive         = 15 * time.Second
-	DefaultPollTimeout       = 25 * time.Second
-	MaxPollTimeout           = 60 * time.Second
+	// DefaultUpstreamStaleTimeout is how long Rails may send nothing (it
+	// pings every 3 s) before a session's connection counts as dead.
+	DefaultUpstreamStaleTimeout = 20 * time.Second
+	DefaultPollTimeout          = 25 * time.Second
+	MaxPollTimeout              = 60 * time.Second
 	// DefaultPollQueue is a session's event queue bound unless the client
 	// sets poll-queue.
 	DefaultPollQueue = 32
@@ -49,6 +52,7 @@ type config struct {
 	originAllowed     func(r *http.Request, origin string) bool
 	budget            *core.Budget
 	limiter           Limiter
+	upstreamStale     time.Duration
 }
 
 func defaultConfig() config {
@@ -61,6 +65,7 @@ func defaultConfig() config {
 		commandsPerSecond: DefaultCommandsPerSecond,
 		createTimeout:     DefaultCreateTimeout,
 		keepAlive:         DefaultKeepAlive,
+		upstreamStale:     DefaultUpstreamStaleTimeout,
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
 		originAllowed:     func(*http.Request, string) bool { return false },
@@ -218,4 +223,15 @@ func (e *LimitError) Error() string { return "compat: session refused: " + e.Rea
 // limits (WithSessionLimits then does not apply).
 func WithLimiter(l Limiter) Option {
 	return func(c *config) { c.limiter = l }
+}
+
+// WithUpstreamStaleTimeout sets after how long without any frame from Rails
+// a session's upstream connection counts as dead and is redialled
+// (default 20 s).
+func WithUpstreamStaleTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.upstreamStale = d
+		}
+	}
 }
