@@ -9,7 +9,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # coordinator, go.dev/issue/75804, fixed in Go 1.27); a count cannot.
 FUZZTIME ?= 10000x
 
-.PHONY: all demo test deps check unit fuzz js bench fmt
+.PHONY: all demo test deps check unit fuzz js bench bench-micro fmt
 
 all: test
 
@@ -61,11 +61,18 @@ fuzz:
 js:
 	npm test
 
-## bench: the receive-path benchmarks (compare ratios within one run), then the bridge under
-## load: K SSE sessions through the real cableway binary against a Go feeder (internal/bench/bridgeload)
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./sdk/...
+## bench: one table measured in one run on this machine (`go run ./internal/bench/table -h`): Go
+## clients and Node's official client on one Go feed, the drop-in in Chromium, the bridge vs direct;
+## then the bridge under load (internal/bench/bridgeload: K SSE sessions through the real binary,
+## failing on any lost frame). bench-micro: the Go micro-benchmarks.
+bench: deps
+	node js/build.mjs
+	bash js/scripts/deps.sh
+	$(GO) run ./internal/bench/table
 	$(GO) run ./internal/bench/bridgeload -fail-on-loss
+
+bench-micro:
+	$(GO) test -run='^$$' -bench=. -benchmem ./sdk/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -43,6 +43,12 @@ type Consumer struct {
 	stats struct {
 		frames, decodeErrors, unknownIdentifier, reconnects atomic.Uint64
 	}
+	// frameErrLog rate-limits the log of skipped frames: the time of the
+	// last line (UnixNano) and the errors not logged since.
+	frameErrLog struct {
+		at      atomic.Int64
+		skipped atomic.Uint64
+	}
 }
 
 // link is one welcomed connection and the codec it speaks.
@@ -313,14 +319,9 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	l := &link{conn: conn, codec: codec}
-	stopMonitor, monitorDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(monitorDone)
-		c.monitor(stopMonitor, cancel, l, welcomeBy)
-	}()
+	stopMonitor := c.monitor(cancel, l, welcomeBy)
 	defer func() {
-		close(stopMonitor)
-		<-monitorDone
+		stopMonitor()
 		if welcomed {
 			c.lost(l, err)
 		}
@@ -375,48 +376,79 @@ func (c *Consumer) serve(conn transport.Conn, codec protocol.Codec, welcomeBy ti
 	}
 }
 
-// monitor watches one connection until stop is closed. It drops the
-// connection (cancelling the read) when no welcome arrives by welcomeBy or,
-// once welcomed, no frame within the stale timeout; it repeats unanswered
-// subscribes; and when the consumer stops it closes the connection
-// politely, which ends the read. The frame count it watches is the
-// consumer's total, which only the current connection advances.
-func (c *Consumer) monitor(stop <-chan struct{}, cancel context.CancelCauseFunc, l *link, welcomeBy time.Time) {
-	tick := time.NewTicker(max(min(c.o.resubscribe, c.o.stale/4), time.Millisecond))
-	defer tick.Stop()
-	handshake := time.NewTimer(time.Until(welcomeBy))
-	defer handshake.Stop()
-	lastSeen, lastChange := c.stats.frames.Load(), time.Now()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-c.ctx.Done():
-			l.conn.Close()
-			return
-		case <-handshake.C:
-			if !c.isLive(l) {
-				cancel(fmt.Errorf("%w within %v", ErrNoWelcome, c.o.handshake))
-				return
-			}
-		case now := <-tick.C:
-			if n := c.stats.frames.Load(); n != lastSeen || c.hooking.Load() {
-				// A frame hook holding the reader back (backpressure) is
-				// not silence from the server.
-				lastSeen, lastChange = n, now
-			}
-			// The stale timeout applies from the welcome on; before it the
-			// handshake timeout does.
-			if !c.isLive(l) {
-				continue
-			}
-			if now.Sub(lastChange) > c.o.stale {
-				cancel(fmt.Errorf("%w: no frame for %v", ErrStale, now.Sub(lastChange).Round(time.Millisecond)))
-				return
-			}
-			c.resubscribePending(l, now)
+// monitor watches one connection until the returned stop is called. It
+// drops the connection (cancelling the read) when no welcome arrives by
+// welcomeBy or, once welcomed, no frame within the stale timeout; it
+// repeats unanswered subscribes; and when the consumer stops it closes the
+// connection politely, which ends the read. The frame count it watches is
+// the consumer's total, which only the current connection advances. It
+// runs on timers, not a goroutine of its own: an idle connection costs no
+// stack for it. stop waits for a check in progress and prevents any later.
+func (c *Consumer) monitor(cancel context.CancelCauseFunc, l *link, welcomeBy time.Time) (stop func()) {
+	m := &monitor{c: c, l: l, cancel: cancel, lastSeen: c.stats.frames.Load(), lastChange: time.Now()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.every = max(min(c.o.resubscribe, c.o.stale/4), time.Millisecond)
+	m.tick = time.AfterFunc(m.every, m.check)
+	m.handshake = time.AfterFunc(time.Until(welcomeBy), func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.stopped && !c.isLive(l) {
+			m.stopped = true
+			cancel(fmt.Errorf("%w within %v", ErrNoWelcome, c.o.handshake))
 		}
+	})
+	m.unwatch = context.AfterFunc(c.ctx, func() { l.conn.Close() })
+	return m.stop
+}
+
+// monitor is the state of Consumer.monitor.
+type monitor struct {
+	c      *Consumer
+	l      *link
+	cancel context.CancelCauseFunc
+	every  time.Duration
+
+	mu              sync.Mutex
+	stopped         bool
+	tick, handshake *time.Timer
+	unwatch         func() bool
+	lastSeen        uint64
+	lastChange      time.Time
+}
+
+func (m *monitor) check() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return
 	}
+	c, now := m.c, time.Now()
+	if n := c.stats.frames.Load(); n != m.lastSeen || c.hooking.Load() {
+		// A frame hook holding the reader back (backpressure) is not
+		// silence from the server.
+		m.lastSeen, m.lastChange = n, now
+	}
+	// The stale timeout applies from the welcome on; before it the
+	// handshake timeout does.
+	if c.isLive(m.l) {
+		if now.Sub(m.lastChange) > c.o.stale {
+			m.stopped = true
+			m.cancel(fmt.Errorf("%w: no frame for %v", ErrStale, now.Sub(m.lastChange).Round(time.Millisecond)))
+			return
+		}
+		c.resubscribePending(m.l, now)
+	}
+	m.tick.Reset(m.every)
+}
+
+func (m *monitor) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = true
+	m.tick.Stop()
+	m.handshake.Stop()
+	m.unwatch()
 }
 
 func (c *Consumer) isLive(l *link) bool {
@@ -425,15 +457,31 @@ func (c *Consumer) isLive(l *link) bool {
 	return c.live == l
 }
 
+// frameErrorLogEvery is the least time between two log lines about
+// skipped frames: a server sending garbage as fast as it can must not turn
+// into as many log lines (each error is still counted in Stats and
+// reported as an event).
+const frameErrorLogEvery = time.Second
+
 func (c *Consumer) frameError(err error, frame []byte) {
 	c.stats.decodeErrors.Add(1)
+	c.events.emit(Event{Kind: EventFrameError, Transport: c.transport.Name(), Err: err})
+	now := time.Now().UnixNano()
+	last := c.frameErrLog.at.Load()
+	if last != 0 && now-last < int64(frameErrorLogEvery) || !c.frameErrLog.at.CompareAndSwap(last, now) {
+		c.frameErrLog.skipped.Add(1)
+		return
+	}
 	const maxShown = 256
 	shown := frame
 	if len(shown) > maxShown {
 		shown = shown[:maxShown]
 	}
-	c.o.logger.Warn("cable: frame skipped", "err", err, "frame", string(shown), "size", len(frame))
-	c.events.emit(Event{Kind: EventFrameError, Transport: c.transport.Name(), Err: err})
+	args := []any{"err", err, "frame", string(shown), "size", len(frame)}
+	if n := c.frameErrLog.skipped.Swap(0); n > 0 {
+		args = append(args, "not_logged_before", n)
+	}
+	c.o.logger.Warn("cable: frame skipped", args...)
 }
 
 // welcome makes l the live link and sends every subscription again.

@@ -232,7 +232,7 @@ func raiseNoFile() error {
 
 // benchBridge serves a bridge to feederURL over HTTP/1.1 on loopback.
 func benchBridge(tb testing.TB, feederURL string, opts ...bridge.Option) (*bridge.Bridge, *httptest.Server) {
-	opts = append([]bridge.Option{bridge.WithSessionLimits(1<<20, 1<<20)}, opts...)
+	opts = append([]bridge.Option{bridge.WithSessionLimits(1<<20, 1<<20), bridge.WithSessionRate(0, 0)}, opts...)
 	b := bridge.New(feederURL, opts...)
 	srv := httptest.NewServer(b)
 	tb.Cleanup(func() {

@@ -25,8 +25,9 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // janitor and session watchers
 
-	budget  *core.Budget // every session's frames together
-	buffers sync.Pool    // *[]byte: write buffers of downstreams, borrowed per batch
+	budget  *core.Budget // every session's frames together (with the default store)
+	store   core.Store
+	buffers sync.Pool // *[]byte: write buffers of downstreams, borrowed per batch
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -65,6 +66,14 @@ func New(upstream string, opts ...Option) *Bridge {
 	}
 	b := &Bridge{upstream: upstream, cfg: cfg, sessions: map[string]*session{}, perIP: map[string]int{}}
 	b.budget = core.NewBudget(cfg.memoryBudget)
+	b.store = cfg.store
+	if b.store == nil {
+		b.store = core.NewMemoryStore(
+			core.WithPendingLimit(cfg.queueFrames, cfg.queueBytes),
+			core.WithWindowLimit(cfg.windowBytes),
+			core.WithBudget(b.budget),
+		)
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.routes()
 	b.wg.Add(1)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
@@ -81,47 +82,59 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// openSession dials Rails for a new session with the request's
-// credentials and returns once Rails has welcomed it. On failure it has
-// answered the request itself.
-func (b *Bridge) openSession(w http.ResponseWriter, r *http.Request) (*session, bool) {
-	return b.openSessionQuery(w, r, "", false)
-}
-
 // upstreamURL is the upstream with the client's query added: browsers
 // cannot set Authorization, so tokens travel as ?token=… as they would to
-// Rails directly.
-func (b *Bridge) upstreamURL(rawQuery string) string {
+// Rails directly. The operator's own query in the upstream URL wins: a
+// client parameter whose name it already has is left out (Rails, like
+// Rack, would take the last of repeated names). A client query that does
+// not parse is an error, never silently dropped.
+func (b *Bridge) upstreamURL(rawQuery string) (string, error) {
 	if rawQuery == "" {
-		return b.upstream
+		return b.upstream, nil
+	}
+	client, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return "", fmt.Errorf("the query does not parse: %w", err)
 	}
 	u, err := url.Parse(b.upstream)
 	if err != nil {
-		return b.upstream
+		return b.upstream, nil // the dial reports it (not the client's fault)
 	}
-	q := u.Query()
-	for k, vs := range mustParseQuery(rawQuery) {
-		for _, v := range vs {
-			q.Add(k, v)
+	operator, _ := url.ParseQuery(u.RawQuery)
+	extra := url.Values{}
+	for k, vs := range client {
+		if _, taken := operator[k]; !taken {
+			extra[k] = vs
 		}
 	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	if len(extra) == 0 {
+		return b.upstream, nil
+	}
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += extra.Encode()
+	return u.String(), nil
 }
 
-func mustParseQuery(raw string) url.Values {
-	v, _ := url.ParseQuery(raw)
-	return v
-}
-
-// openSessionQuery is openSession passing rawQuery on to Rails. With
+// openSessionQuery dials Rails for a new session with the request's
+// credentials, rawQuery added to the upstream URL, and returns once Rails
+// has welcomed it. On failure it has answered the request itself. With
 // redial, the session outlives its upstream connection: Rails is redialled
 // and the new welcome is passed on (the compat API resubscribes then).
 // Without, the session ends when its upstream connection does, with
 // Rails' disconnect frame or an "upstream_lost" one as its last frame, so
 // that the client learns of the gap as it would from Rails itself.
 func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string, redial bool) (*session, bool) {
-	ip := b.cfg.clientIP(r)
+	upstreamURL, err := b.upstreamURL(rawQuery)
+	if err != nil {
+		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
+		return nil, false
+	}
+	ip := ClientKey(b.cfg.clientIP(r)) // an IPv6 /64 is one client
+	if !b.allowCreate(w, ip) {
+		return nil, false
+	}
 	if err := b.reserve(ip); err != nil {
 		var le *errLimit
 		errors.As(err, &le)
@@ -140,7 +153,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	// No event handler and no watcher goroutine: the frame hook sees
 	// welcomes (reconnects) and final disconnects, which keeps an idle
 	// session to the Consumer's own goroutines.
-	c, err := cable.Dial(ctx, b.upstreamURL(rawQuery),
+	c, err := cable.Dial(ctx, upstreamURL,
 		cable.WithTransport(up),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
@@ -362,7 +375,8 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
 			return
 		}
-		timeout = min(time.Duration(n*float64(time.Second)), MaxPollTimeout)
+		// Clamp in seconds first: a huge n overflows a Duration.
+		timeout = time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second))
 	}
 	maxBytes := maxPollBytes
 	if v := r.URL.Query().Get("max_bytes"); v != "" {
@@ -419,6 +433,13 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would turn the bad bytes of a string frame into
+		// U+FFFD and pass those of an object frame on; Rails closes the
+		// whole connection (1007) on them.
+		b.writeError(w, http.StatusBadRequest, "invalid_utf8", fmt.Sprintf("the body is not valid UTF-8 (byte %d)", invalidUTF8At(body)))
+		return
+	}
 	var batch []bridgewire.Command
 	if err := json.Unmarshal(body, &batch); err != nil {
 		b.writeError(w, http.StatusBadRequest, "bad_body", "want a JSON array of {cseq, frame}: "+err.Error())
@@ -433,6 +454,14 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
 			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: %v", i, err))
+			return
+		}
+		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
+			reason := "bad_command"
+			if errors.Is(err, protocol.ErrInvalidUTF8) {
+				reason = "invalid_utf8"
+			}
+			b.writeError(w, http.StatusBadRequest, reason, fmt.Sprintf("entry %d: %v", i, err))
 			return
 		}
 		if c.CSeq == 0 {
@@ -521,4 +550,17 @@ func (b *Bridge) bodyError(w http.ResponseWriter, err error) {
 		return
 	}
 	b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
+}
+
+// invalidUTF8At is the offset of the first byte of b that does not start
+// a valid UTF-8 sequence, or -1.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

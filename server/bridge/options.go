@@ -10,6 +10,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/backoff"
 	"github.com/cableway/cableway/sdk/transport"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // Defaults of the Bridge options.
@@ -54,12 +55,19 @@ type config struct {
 	commandsPerSecond float64
 	createTimeout     time.Duration
 	upstreamStale     time.Duration
+	store             core.Store
 	keepAlive         time.Duration
 	logger            *slog.Logger
 	backoff           backoff.Policy
 	upstream          transport.Transport
 	clientIP          func(*http.Request) string
 	compatPrefix      string
+
+	sessionRate         float64
+	sessionBurst        int
+	createLimiter       *rateLimiter
+	publicOrigin        string
+	trustForwardedProto bool
 }
 
 func defaultConfig() config {
@@ -81,6 +89,10 @@ func defaultConfig() config {
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
 		compatPrefix:      DefaultCompatPrefix,
+
+		sessionRate:   DefaultSessionRate,
+		sessionBurst:  DefaultSessionBurst,
+		createLimiter: newRateLimiter(),
 	}
 }
 
@@ -197,6 +209,11 @@ func WithCommandRate(perSecond float64) Option {
 	}
 }
 
+// WithStore sets where sessions keep their frames (default: this
+// process's memory, bounded by WithQueue, WithResumeWindow and
+// WithMemoryBudget, which do not apply to another store).
+func WithStore(s core.Store) Option { return func(c *config) { c.store = s } }
+
 // WithUpstreamStaleTimeout sets after how long without any frame from
 // Rails (it pings every 3 s) a session's upstream connection counts as
 // dead (default 20 s). Time its reader is held back by its client
@@ -248,9 +265,11 @@ func WithUpstreamTransport(t transport.Transport) Option {
 	return func(c *config) { c.upstream = t }
 }
 
-// WithClientIP sets how a request's client IP is found for the per-IP
-// limit. The default is the connection's remote address; behind a trusted
-// reverse proxy, read its forwarding header here.
+// WithClientIP sets how a request's client IP is found for the per-client
+// limits (sessions per IP, session creation rate), which count what it
+// returns as ClientKey does: an IPv6 address as its /64. The default is the
+// connection's remote address; behind a trusted reverse proxy, read its
+// forwarding header here.
 func WithClientIP(f func(*http.Request) string) Option {
 	return func(c *config) {
 		if f != nil {
@@ -298,4 +317,64 @@ func CompatPrefix(prefix string) (string, error) {
 		}
 	}
 	return prefix, nil
+}
+
+// Defaults of the per-client session creation rate (see WithSessionRate).
+const (
+	DefaultSessionRate  = 10.0
+	DefaultSessionBurst = 100
+)
+
+// WithSessionRate caps how fast one client creates sessions (POST
+// /sessions, proxy upgrades and compat sessions alike): a token bucket per
+// client IP (an IPv6 /64 counting as one, see ClientKey) holding burst
+// creations and refilling at perSecond (defaults 10/s, burst 100). Beyond
+// it creation answers 429 create_rate_limited with Retry-After, before
+// Rails is dialled. perSecond ≤ 0 turns the limit off; burst ≤ 0 keeps
+// the default.
+func WithSessionRate(perSecond float64, burst int) Option {
+	return func(c *config) {
+		c.sessionRate = perSecond
+		if burst > 0 {
+			c.sessionBurst = burst
+		}
+	}
+}
+
+// WithPublicOrigin sets the bridge's own origin as browsers see it
+// ("https://cable.example.com"), for the same-origin check: a request whose
+// Origin is exactly that is same-origin, whatever its Host header says.
+// Set it behind a reverse proxy, where the request's scheme and Host are
+// the proxy's. Without it, same-origin means the request's own scheme
+// (TLS or not) and Host. It panics on an origin that is not
+// http(s)://host[:port] (see PublicOrigin), as http.ServeMux does on an
+// invalid pattern.
+func WithPublicOrigin(origin string) Option {
+	o, err := PublicOrigin(origin)
+	if err != nil {
+		panic(err)
+	}
+	return func(c *config) { c.publicOrigin = o }
+}
+
+// PublicOrigin normalises an origin for WithPublicOrigin as browsers send
+// it ("https://Cable.example.com:443/" → "https://cable.example.com") and
+// reports why it cannot be one. "" stays "" (no public origin).
+func PublicOrigin(origin string) (string, error) {
+	if origin == "" {
+		return "", nil
+	}
+	o, ok := canonicalOrigin(origin)
+	if !ok {
+		return "", fmt.Errorf("bridge: public origin %q: want http(s)://host[:port]", origin)
+	}
+	return o, nil
+}
+
+// WithTrustForwardedProto makes the same-origin check take the request's
+// scheme from X-Forwarded-Proto (the last value) when there is one. Only
+// set it when a proxy you run sets that header on every request: a client
+// can send it too. WithPublicOrigin, when set, takes precedence.
+func WithTrustForwardedProto(trust bool) Option {
+	return func(c *config) { c.trustForwardedProto = trust }
 }

@@ -40,7 +40,7 @@ type session struct {
 
 	up     *cable.Consumer // set once created
 	redial bool            // the session outlives its upstream connection
-	log    *core.Log
+	log    core.Frames
 
 	welcomes     atomic.Int32  // upstream welcomes seen: more than one means redials
 	pollPingSeen atomic.Uint64 // pings handed to long-poll answers
@@ -55,15 +55,12 @@ type session struct {
 
 func newSession(b *Bridge, ip string) *session {
 	now := time.Now()
-	return &session{
+	s := &session{
 		b: b, id: newID(), token: newID(), epoch: newEpoch(), ip: ip,
-		log: core.NewLog(
-			core.WithPendingLimit(b.cfg.queueFrames, b.cfg.queueBytes),
-			core.WithWindowLimit(b.cfg.windowBytes),
-			core.WithBudget(b.budget),
-		),
 		tokens: 2 * b.cfg.commandsPerSecond, refill: now,
 	}
+	s.log = b.store.NewFrames(s.id)
+	return s
 }
 
 // onFrame is the upstream consumer's frame hook: it runs on the upstream
@@ -208,7 +205,9 @@ func (s *session) upstreamGone(cause error) {
 	if errors.Is(cause, cable.ErrClosed) {
 		return
 	}
-	s.b.cfg.logger.Info("bridge: upstream connection lost; the session ends", "session", s.id, "err", cause)
+	st := s.log.Stats()
+	s.b.cfg.logger.Info("bridge: upstream connection lost; the session ends", "session", s.id, "err", cause,
+		"pending", st.Pending, "held_bytes", st.Bytes, "client_idle", s.log.Idle(time.Now()).Round(time.Millisecond))
 	s.injectFinal(upstreamLost)
 }
 

@@ -2,10 +2,13 @@ package bridge
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	ws "github.com/coder/websocket"
 
@@ -20,9 +23,22 @@ const writeTimeout = 10 * time.Second
 
 // proxy serves a plain ActionCable WebSocket on the bridge's root: a
 // session of its own, ended when the socket closes. The client may speak
-// actioncable-v1-msgpack; Rails hears JSON.
+// actioncable-v1-msgpack; Rails hears JSON. The request's query goes on
+// to Rails as for POST /sessions.
 func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
-	s, ok := b.openSession(w, r)
+	// A handshake the upgrade would refuse is refused before Rails is
+	// dialled: Rails must not authenticate a connection that cannot be.
+	if status, detail := checkUpgrade(r); status != 0 {
+		if status == http.StatusUpgradeRequired || status == http.StatusBadRequest {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		if status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", http.MethodGet)
+		}
+		b.writeError(w, status, "bad_handshake", detail)
+		return
+	}
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
 	if !ok {
 		return
 	}
@@ -147,7 +163,12 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		if s.wait(ctx, after, pingSeen, nil) != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				c.Close(ws.StatusPolicyViolation, cause.Error())
+				code := ws.StatusPolicyViolation
+				var ce *closeError
+				if errors.As(cause, &ce) {
+					code = ce.code
+				}
+				c.Close(code, closeReason(cause.Error()))
 			}
 			return
 		}
@@ -167,6 +188,12 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 			b.countRefusal("bad_command")
 			return fmt.Errorf("malformed command: %w", err)
 		}
+		if err := protocol.ValidateCommand(&cmd); err != nil {
+			// Never forwarded: Rails would close the whole upstream
+			// connection on it. Close as RFC 6455 says for bad text.
+			b.countRefusal("invalid_utf8")
+			return &closeError{ws.StatusInvalidFramePayloadData, fmt.Errorf("command refused: %w", err)}
+		}
 		if !s.allowCommands(1) {
 			b.countRefusal("rate_limited")
 			return errors.New("rate limited")
@@ -182,4 +209,64 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 		b.stats.commands.Add(1)
 		s.touch()
 	}
+}
+
+// closeError is a reason to close a client's socket with a status other
+// than 1008 (policy violation).
+type closeError struct {
+	code ws.StatusCode
+	err  error
+}
+
+func (e *closeError) Error() string { return e.err.Error() }
+func (e *closeError) Unwrap() error { return e.err }
+
+// closeReason fits reason into a close frame (at most 123 bytes), cut at
+// a rune boundary.
+func closeReason(reason string) string {
+	const max = 123
+	if len(reason) <= max {
+		return reason
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}
+
+// checkUpgrade checks a WebSocket opening handshake (RFC 6455 §4.2.1) as
+// the upgrade will, and says why it would fail: status 0 when it would
+// not.
+func checkUpgrade(r *http.Request) (status int, detail string) {
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusUpgradeRequired, "a WebSocket handshake needs HTTP/1.1"
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return http.StatusUpgradeRequired, `a WebSocket handshake needs "Connection: Upgrade"`
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return http.StatusUpgradeRequired, `a WebSocket handshake needs "Upgrade: websocket"`
+	case r.Method != http.MethodGet:
+		return http.StatusMethodNotAllowed, "a WebSocket handshake is a GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return http.StatusBadRequest, "unsupported Sec-WebSocket-Version; this server speaks 13"
+	}
+	key := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))
+	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
+		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
+	}
+	return 0, ""
+}
+
+// headerHasToken reports whether the comma-separated values of header
+// name hold token, ignoring case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }

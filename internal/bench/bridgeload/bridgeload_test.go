@@ -211,21 +211,12 @@ func TestAgainstBridge(t *testing.T) {
 		t.Errorf("idle figures missing or report incomplete:\n%s", out)
 	}
 
-	// A queue of 2 frames: the bridge evicts frames its SSE writers have
-	// not sent, which must show as lost frames and reset sessions. (A
-	// blast outruns a writer 2 frames behind; retried in case one did not.)
-	for attempt := 1; ; attempt++ {
-		r, out = run(opts(0, "--queue-size", "2"))
-		check("blast", r.blast)
-		if r.blast.evicted > 0 {
-			// An evicted frame was never handed to any client: lost.
-			if r.blast.lost < uint64(r.blast.evicted) || r.blast.resets == 0 {
-				t.Errorf("the bridge evicted %v frames; reported lost %d, resets %d\n%s", r.blast.evicted, r.blast.lost, r.blast.resets, out)
-			}
-			break
-		}
-		if r.blast.lost != 0 || attempt == 3 {
-			t.Fatalf("evicted %v, lost %d after %d attempts\n%s", r.blast.evicted, r.blast.lost, attempt, out)
-		}
+	// A queue of 2 frames: a blast outruns every SSE writer, and the
+	// bridge holds each session's upstream back instead of dropping (the
+	// tool's loss accounting itself is tested above, on crafted streams).
+	r, out = run(opts(0, "--queue-size", "2"))
+	check("blast", r.blast)
+	if r.blast.lost != 0 || r.blast.resets != 0 {
+		t.Errorf("a queue of 2: lost %d, resets %d, evicted %v; backpressure must lose nothing\n%s", r.blast.lost, r.blast.resets, r.blast.evicted, out)
 	}
 }

@@ -25,40 +25,54 @@ import (
 
 // HTTP server limits. WriteTimeout and ReadTimeout stay 0, see serve.
 const (
+	// readHeaderTimeout bounds the arrival of a request's headers: a
+	// client trickling them is cut off.
 	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
-	// bodyReadGrace is how long a client has to send a request body, on
-	// top of the session creation timeout (see withBodyDeadline).
+	// idleTimeout closes a kept-alive connection with no request.
+	idleTimeout    = 120 * time.Second
+	maxHeaderBytes = 64 << 10
+	// bodyReadGrace is how long a client has to send a POST body, on top
+	// of the session creation timeout (see withBodyDeadline).
 	bodyReadGrace = 30 * time.Second
+	// bodylessTimeout is how long the body of any other request (one the
+	// handler does not want: GET, DELETE, …) may take to arrive.
+	bodylessTimeout = 10 * time.Second
+	// defaultMaxConnsPerIP is --max-conns-per-ip's default.
+	defaultMaxConnsPerIP = 256
 )
 
 // bridgeConfig is what the bridge command's flags say.
 type bridgeConfig struct {
-	listen             string
-	upstream           string
-	allowedOrigins     []string
-	passHeaders        []string
-	sessionTTL         time.Duration
-	queueFrames        int
-	queueBytes         byteSize
-	resumeWindow       byteSize
-	memoryBudget       byteSize
-	maxSessions        int
-	maxSessionsPerIP   int
-	maxBody            byteSize
-	maxFrame           byteSize
-	commandsPerSecond  float64
-	createTimeout      time.Duration
-	upstreamStale      time.Duration
-	keepAlive          time.Duration
-	compatPrefix       string
-	tlsCert, tlsKey    string
-	upstreamCA         string
-	trustedProxyHeader string
-	shutdownTimeout    time.Duration
-	logLevel           slog.Level
-	metrics            bool
+	listen              string
+	upstream            string
+	allowedOrigins      []string
+	passHeaders         []string
+	sessionTTL          time.Duration
+	queueFrames         int
+	queueBytes          byteSize
+	resumeWindow        byteSize
+	memoryBudget        byteSize
+	maxSessions         int
+	maxSessionsPerIP    int
+	maxBody             byteSize
+	maxFrame            byteSize
+	commandsPerSecond   float64
+	createTimeout       time.Duration
+	upstreamStale       time.Duration
+	keepAlive           time.Duration
+	compatPrefix        string
+	tlsCert, tlsKey     string
+	upstreamCA          string
+	trustedProxyHeader  string
+	shutdownTimeout     time.Duration
+	logLevel            slog.Level
+	metrics             bool
+	maxConnsPerIP       int
+	maxConnsPerIPSet    bool // --max-conns-per-ip given (or its variable)
+	sessionRate         float64
+	sessionBurst        int
+	publicOrigin        string
+	trustForwardedProto bool
 }
 
 func defaultBridgeConfig() bridgeConfig {
@@ -82,6 +96,9 @@ func defaultBridgeConfig() bridgeConfig {
 		shutdownTimeout:   10 * time.Second,
 		logLevel:          slog.LevelInfo,
 		metrics:           true,
+		maxConnsPerIP:     defaultMaxConnsPerIP,
+		sessionRate:       bridge.DefaultSessionRate,
+		sessionBurst:      bridge.DefaultSessionBurst,
 	}
 }
 
@@ -123,15 +140,26 @@ func bridgeCommand(cfg *bridgeConfig) *command {
 	c.add(durationValue(&cfg.shutdownTimeout), "shutdown-timeout", "DURATION", "on SIGINT/SIGTERM, time for clients to fetch their server_restart frame", true)
 	c.add(levelValue(&cfg.logLevel), "log-level", "LEVEL", "debug, info, warn or error; logs go to stderr", true)
 	c.boolean(&cfg.metrics, "metrics", "serve Prometheus metrics on GET /metrics (--metrics=false: off)", true)
+	c.add(countValue(&cfg.maxConnsPerIP), "max-conns-per-ip", "N", "TCP connections open at once per peer address, an IPv6 /64 counting as one (beyond: closed at once; 0: no cap; off by default with --trusted-proxy-header)", true)
+	c.add(rateValue(&cfg.sessionRate), "session-rate", "RATE", "sessions a client IP may create per second, burst --session-burst (beyond: 429; 0: no limit)", true)
+	c.add(intValue(&cfg.sessionBurst), "session-burst", "N", "sessions a client IP may create at once before --session-rate applies", true)
+	c.str(&cfg.publicOrigin, "public-origin", "URL", "the bridge's origin as browsers see it, e.g. https://cable.example.com: same-origin is decided against it (set it behind a reverse proxy)", true)
+	c.boolean(&cfg.trustForwardedProto, "trust-forwarded-proto", "take the request scheme from X-Forwarded-Proto for the same-origin check (only behind a proxy that sets it)", true)
 	return c
 }
 
 // parseBridgeFlags reads the environment and args into a checked config.
 func parseBridgeFlags(args []string, env lookupEnv, stdout io.Writer) (bridgeConfig, error) {
 	cfg := defaultBridgeConfig()
-	if err := bridgeCommand(&cfg).parse(args, env, stdout); err != nil {
+	c := bridgeCommand(&cfg)
+	if err := c.parse(args, env, stdout); err != nil {
 		return cfg, err
 	}
+	c.fs.Visit(func(f *flag.Flag) {
+		if f.Name == "max-conns-per-ip" {
+			cfg.maxConnsPerIPSet = true
+		}
+	})
 	return cfg, cfg.check()
 }
 
@@ -168,6 +196,20 @@ func (cfg *bridgeConfig) check() error {
 	if h := cfg.trustedProxyHeader; h != "" && !validHeaderName(h) {
 		return fmt.Errorf("--trusted-proxy-header: %q is not a header name", h)
 	}
+	if cfg.maxConnsPerIP < 0 {
+		return fmt.Errorf("--max-conns-per-ip %d: want 0 (no cap) or more", cfg.maxConnsPerIP)
+	}
+	if cfg.sessionRate < 0 || math.IsNaN(cfg.sessionRate) || math.IsInf(cfg.sessionRate, 0) {
+		return fmt.Errorf("--session-rate %v: want 0 (no limit) or a positive rate", cfg.sessionRate)
+	}
+	if cfg.sessionBurst < 1 {
+		return fmt.Errorf("--session-burst %d: want 1 or more", cfg.sessionBurst)
+	}
+	o, err := bridge.PublicOrigin(cfg.publicOrigin)
+	if err != nil {
+		return fmt.Errorf("--public-origin: %w", err)
+	}
+	cfg.publicOrigin = o
 	return nil
 }
 
@@ -216,6 +258,9 @@ func (cfg *bridgeConfig) options(logger *slog.Logger) ([]bridge.Option, error) {
 		bridge.WithUpstreamStaleTimeout(cfg.upstreamStale),
 		bridge.WithKeepAlive(cfg.keepAlive),
 		bridge.WithCompatPrefix(cfg.compatPrefix),
+		bridge.WithSessionRate(cfg.sessionRate, cfg.sessionBurst),
+		bridge.WithPublicOrigin(cfg.publicOrigin),
+		bridge.WithTrustForwardedProto(cfg.trustForwardedProto),
 	}
 	if cfg.upstreamCA != "" {
 		client, err := upstreamClient(cfg.upstreamCA)
@@ -345,20 +390,27 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	// Behind a reverse proxy every connection comes from the proxy: the
+	// per-peer cap would cap the proxy, so it is off unless asked for.
+	connsPerIP := cfg.maxConnsPerIP
+	if cfg.trustedProxyHeader != "" && !cfg.maxConnsPerIPSet {
+		connsPerIP = 0
+	}
+	limited := bridge.LimitListener(ln, connsPerIP)
 	b := bridge.New(cfg.upstream, opts...)
 
 	mux := http.NewServeMux()
 	if cfg.metrics {
-		mux.Handle("GET /metrics", metricsHandler(b, logger))
+		mux.Handle("GET /metrics", metricsHandler(b, limited.Refused, logger))
 	}
 	mux.Handle("/", b) // the bridge's API and its own /healthz
 	srv := newHTTPServer(withBodyDeadline(mux, cfg.createTimeout+bodyReadGrace), tlsConfig, logger)
 	served := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
-			served <- srv.ServeTLS(ln, "", "")
+			served <- srv.ServeTLS(limited, "", "")
 		} else {
-			served <- srv.Serve(ln)
+			served <- srv.Serve(limited)
 		}
 	}()
 	scheme := "http"
@@ -366,7 +418,7 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 		scheme = "https"
 	}
 	logger.Info("bridge listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(),
-		"upstream", transport.RedactURL(cfg.upstream), "metrics", cfg.metrics)
+		"upstream", transport.RedactURL(cfg.upstream), "metrics", cfg.metrics, "max_conns_per_ip", connsPerIP)
 
 	select {
 	case <-ctx.Done():
@@ -444,17 +496,24 @@ func shutdown(timeout time.Duration, ln net.Listener, served <-chan error, srv *
 	return nil
 }
 
-// withBodyDeadline bounds how long a request that may carry a body (POST,
-// DELETE, …) may take to arrive: without it a client could trickle a body
-// forever and hold a connection. GET requests get no deadline, since
-// streams and long-polls are long by design. The deadline must leave room
-// for session creation (the handler waits for Rails after reading the
-// body, and an expired read deadline cancels the request).
-func withBodyDeadline(next http.Handler, d time.Duration) http.Handler {
+// withBodyDeadline bounds how long a request body may take to arrive:
+// without it a client could trickle a body forever, or declare one and
+// never send it, and hold a connection. A POST gets the session creation
+// timeout plus bodyReadGrace (the handler waits for Rails after reading
+// the body, and an expired read deadline cancels the request); any other
+// request that declares a body gets bodylessTimeout (its handler reads
+// none, and the server waits for it before answering). Other GETs get no
+// deadline: streams and long-polls are long by design.
+func withBodyDeadline(next http.Handler, post time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
-		default:
+		d := time.Duration(0)
+		switch {
+		case r.Method == http.MethodPost:
+			d = post
+		case r.ContentLength != 0:
+			d = bodylessTimeout
+		}
+		if d > 0 {
 			// Not every ResponseWriter supports it (ErrNotSupported): then
 			// there is simply no deadline.
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))

@@ -185,6 +185,39 @@ func floatValue(p *float64) value[float64] {
 	}, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }}
 }
 
+// countValue and rateValue are intValue and floatValue that take 0 too
+// (for limits where 0 means off).
+func countValue(p *int) value[int] {
+	v := intValue(p)
+	v.parse = func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		return notNegative(n, err, "not an integer")
+	}
+	return v
+}
+
+func rateValue(p *float64) value[float64] {
+	v := floatValue(p)
+	v.parse = func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			err = errors.New("not finite")
+		}
+		return notNegative(f, err, "not a number")
+	}
+	return v
+}
+
+func notNegative[T int | float64](x T, err error, what string) (T, error) {
+	switch {
+	case err != nil:
+		return 0, errors.New(what)
+	case x < 0:
+		return 0, errors.New("must be 0 or more")
+	}
+	return x, nil
+}
+
 // durationValue takes Go durations ("30s", "1m30s"), positive only.
 func durationValue(p *time.Duration) value[time.Duration] {
 	return value[time.Duration]{p, func(s string) (time.Duration, error) {

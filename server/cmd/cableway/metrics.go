@@ -72,10 +72,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 
 // metricsHandler serves the bridge's metrics, plus the Go runtime's and
 // the process's, from a registry of its own.
-func metricsHandler(b *bridge.Bridge, logger *slog.Logger) http.Handler {
+// connsRefused counts the connections closed for --max-conns-per-ip.
+func metricsHandler(b *bridge.Bridge, connsRefused func() uint64, logger *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newStatsCollector(b.Stats),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "connections_refused_total",
+			Help: "TCP connections closed unanswered for the per-client connection cap.",
+		}, func() float64 { return float64(connsRefused()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -42,7 +42,7 @@ func TestNotABridgeSaysSo(t *testing.T) {
 // which matches transport.ErrSessionReset.
 func TestResetSaysWhy(t *testing.T) {
 	for reason, want := range map[string]string{
-		"evicted":    "dropped frames this client had not received",
+		"evicted":    "trimmed from the bridge's resume window",
 		"ended":      "session ended on the bridge",
 		"bad_cursor": "cursor is not of this session",
 	} {
