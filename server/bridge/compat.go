@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cableway/cableway/server/compat"
 )
@@ -30,7 +31,9 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 		compat.WithLogger(b.cfg.logger),
 		compat.WithUpstreamBackoff(b.cfg.backoff),
 		compat.WithClientIP(b.cfg.clientIP),
-		compat.WithOriginPolicy(func(r *http.Request, origin string) bool { return b.cfg.allowedOrigins[origin] }),
+		compat.WithOriginPolicy(func(r *http.Request, origin string) bool {
+			return b.cfg.allowedOrigins[origin] || b.sameOrigin(r, origin)
+		}),
 		compat.WithBudget(b.budget),
 		compat.WithLimiter(compatLimiter{b}),
 	}
@@ -42,15 +45,22 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 }
 
 // compatLimiter counts the compat API's sessions against the bridge's
-// session limits (total and per client IP), as reserved places.
+// session limits (total, per client and the creation rate, an IPv6 /64
+// being one client), as reserved places.
 type compatLimiter struct{ b *Bridge }
 
 func (l compatLimiter) Reserve(ip string) (func(), error) {
-	if err := l.b.reserve(ip); err != nil {
+	b, key := l.b, ClientKey(ip)
+	if b.cfg.sessionRate > 0 {
+		if ok, wait := b.cfg.createLimiter.allow(key, b.cfg.sessionRate, b.cfg.sessionBurst, time.Now()); !ok {
+			return nil, &compat.LimitError{Status: http.StatusTooManyRequests, Reason: "create_rate_limited", RetryAfter: wait}
+		}
+	}
+	if err := b.reserve(key); err != nil {
 		if le, ok := errors.AsType[*errLimit](err); ok {
 			return nil, &compat.LimitError{Status: le.status, Reason: le.reason}
 		}
 		return nil, err
 	}
-	return sync.OnceFunc(func() { l.b.unreserve(ip) }), nil
+	return sync.OnceFunc(func() { b.unreserve(key) }), nil
 }

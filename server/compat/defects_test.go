@@ -391,3 +391,24 @@ func TestCompatSharesBridgeLimits(t *testing.T) {
 	other.header.Set("X-Test-IP", "192.0.2.10")
 	other.open(ctx)
 }
+
+// TestCompatSessionCreationRate: compat sessions are created under the
+// bridge's per-client creation rate, an IPv6 /64 counting as one client.
+func TestCompatSessionCreationRate(t *testing.T) {
+	e := newCEEnv(t, nil, bridge.WithSessionRate(0.001, 2))
+	ctx := ceCtx(t, 30*time.Second)
+	for _, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2"} {
+		c := e.newClient("alice")
+		c.header.Set("X-Test-IP", ip)
+		c.open(ctx)
+	}
+	c := e.newClient("alice")
+	c.header.Set("X-Test-IP", "2001:db8:1:2:ffff::3") // the same /64
+	resp, b := c.request(ctx, "GET", "timeout=0", http.Header{"Accept": {"application/json"}}, "")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "create_rate_limited") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third creation from the /64: %d %v %s, want 429 create_rate_limited with Retry-After", resp.StatusCode, resp.Header, b)
+	}
+	other := e.newClient("bob")
+	other.header.Set("X-Test-IP", "2001:db8:1:3::1") // another /64
+	other.open(ctx)
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -298,15 +299,17 @@ func (h *Handler) sameSiteOrNoBrowser(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	origin := u.Scheme + "://" + u.Host
-	if h.cfg.originAllowed(r, origin) {
-		return true
-	}
+	return h.cfg.originAllowed(r, u.Scheme+"://"+u.Host)
+}
+
+// sameOrigin is the default origin policy: the request's own scheme and
+// Host.
+func sameOrigin(r *http.Request, origin string) bool {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(u.Host, r.Host)
+	return strings.EqualFold(origin, scheme+"://"+r.Host)
 }
 
 // wantsJSON tells a long-poll GET (Accept: application/json) from an
@@ -393,11 +396,11 @@ func (h *Handler) reserve(ip string) (release func(), err error) {
 	defer h.mu.Unlock()
 	switch {
 	case h.closed:
-		return nil, &LimitError{http.StatusServiceUnavailable, "shutting_down"}
+		return nil, &LimitError{Status: http.StatusServiceUnavailable, Reason: "shutting_down"}
 	case h.cfg.limiter == nil && h.sessions >= h.cfg.maxSessions:
-		return nil, &LimitError{http.StatusServiceUnavailable, "too_many_sessions"}
+		return nil, &LimitError{Status: http.StatusServiceUnavailable, Reason: "too_many_sessions"}
 	case h.cfg.limiter == nil && h.perIP[ip] >= h.cfg.maxSessionsPerIP:
-		return nil, &LimitError{http.StatusTooManyRequests, "too_many_sessions_for_ip"}
+		return nil, &LimitError{Status: http.StatusTooManyRequests, Reason: "too_many_sessions_for_ip"}
 	}
 	shared := func() {}
 	if h.cfg.limiter != nil {
@@ -434,8 +437,11 @@ func (h *Handler) upstreamHeader(r *http.Request) map[string][]string {
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip string) (*session, bool) {
 	release, err := h.reserve(ip)
 	if err != nil {
-		le := &LimitError{http.StatusServiceUnavailable, "too_many_sessions"}
+		le := &LimitError{Status: http.StatusServiceUnavailable, Reason: "too_many_sessions"}
 		errors.As(err, &le)
+		if le.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(le.RetryAfter.Seconds())))))
+		}
 		h.writeError(w, le.Status, le.Reason, "")
 		return nil, false
 	}

@@ -68,7 +68,7 @@ func defaultConfig() config {
 		upstreamStale:     DefaultUpstreamStaleTimeout,
 		logger:            slog.New(slog.DiscardHandler),
 		clientIP:          remoteIP,
-		originAllowed:     func(*http.Request, string) bool { return false },
+		originAllowed:     sameOrigin,
 	}
 }
 
@@ -181,11 +181,11 @@ func WithClientIP(f func(*http.Request) string) Option {
 }
 
 // WithOriginPolicy sets which browser origins ("https://app.example")
-// may use the API with credentials, besides the handler's own origin. The
-// Handler consults it for requests that carry credentials but no Origin
-// header, with the origin of their Referer (see Handler). It does not
-// apply CORS itself: mount the Handler behind the policy that does (the
-// bridge's).
+// may use the API with credentials: the handler's own origin and the
+// allowed ones (default: the request's scheme and Host only). The Handler
+// consults it for requests that carry credentials but no Origin header,
+// with the origin of their Referer. It does not apply CORS itself: mount
+// the Handler behind the policy that does (the bridge's).
 func WithOriginPolicy(allowed func(r *http.Request, origin string) bool) Option {
 	return func(c *config) {
 		if allowed != nil {
@@ -215,6 +215,8 @@ type Limiter interface {
 type LimitError struct {
 	Status int
 	Reason string
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter time.Duration
 }
 
 func (e *LimitError) Error() string { return "compat: session refused: " + e.Reason }
