@@ -1081,7 +1081,7 @@ func TestCompatUpstreamLoss(t *testing.T) {
 				// closed it) but Rails may never count it closed.
 				e.skipConnCheck = true
 			}
-			ctx := ceCtx(t, 30*time.Second)
+			ctx := ceCtx(t, 60*time.Second) // Rails restarts and redials on a loaded machine
 			c := e.newClient("alice")
 			st := c.openSSE(ctx, nil)
 			st.next(ctx) // joined
