@@ -31,11 +31,12 @@ type Consumer struct {
 	welcomed chan struct{} // closed at the first welcome
 	events   *eventQueue
 
-	mu        sync.Mutex
-	live      *link // the welcomed connection; nil while down
-	subs      map[string]*Subscription
-	connected bool // a welcome has been seen at least once
-	stopped   bool // stop has run: no new subscriptions
+	mu         sync.Mutex
+	live       *link // the welcomed connection; nil while down
+	subs       map[string]*Subscription
+	connected  bool      // a welcome has been seen at least once
+	welcomedAt time.Time // when the live (or last) connection was welcomed
+	stopped    bool      // stop has run: no new subscriptions
 
 	hooking atomic.Bool // the frame hook runs: Close must not wait for run
 
@@ -221,7 +222,10 @@ func (c *Consumer) run(lastErr chan error) {
 		default:
 		}
 		lastErr <- err
-		if welcomed {
+		if welcomed && c.lastedLong() {
+			// A connection that was healthy for a while starts the
+			// delays over; one dropped soon after its welcome (a server
+			// that drops a command it refuses) keeps them growing.
 			attempt = 0
 		}
 		attempt++
@@ -255,6 +259,14 @@ func isFinal(err error, hasConnected bool) bool {
 	}
 	return errors.Is(err, transport.ErrUnsupportedSubprotocol) || errors.Is(err, transport.ErrHeaderUnsupported) ||
 		errors.Is(err, ErrNoWelcome)
+}
+
+// lastedLong reports whether the last welcomed connection lived at least
+// the stale timeout (two Rails pings) after its welcome.
+func (c *Consumer) lastedLong() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Since(c.welcomedAt) >= c.o.stale
 }
 
 func (c *Consumer) hasConnected() bool {
@@ -478,6 +490,7 @@ func (c *Consumer) welcome(l *link) {
 	reconnected := c.connected
 	c.connected = true
 	c.live = l
+	c.welcomedAt = time.Now()
 	subs := make([]*Subscription, 0, len(c.subs))
 	for _, s := range c.subs {
 		subs = append(subs, s)

@@ -8,9 +8,11 @@
 // Consumer keeps itself connected: a connection silent for longer than the
 // stale timeout (6 s; Rails pings every 3 s) is dropped, and every lost
 // connection is redialled with jittered exponential backoff (250–500 ms at
-// first, growing ×2 up to 15–30 s). After each welcome every subscription
-// is sent again, and a subscribe that is not answered is repeated every
-// 500 ms until the server confirms or rejects it.
+// first, growing ×2 up to 15–30 s; they start over only after a connection
+// that lived at least the stale timeout, so a server that welcomes and then
+// drops the connection is not redialled in a tight loop). After each
+// welcome every subscription is sent again, and a subscribe that is not
+// answered is repeated every 500 ms until the server confirms or rejects it.
 //
 // The consumer stops for good when the server refuses the connection
 // (a disconnect frame with reason "unauthorized" or reconnect:false, which

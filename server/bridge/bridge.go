@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/server/compat"
 	core "github.com/cableway/cableway/server/session"
 )
 
@@ -18,6 +19,7 @@ type Bridge struct {
 	upstream string
 	cfg      config
 	mux      *http.ServeMux
+	compat   *compat.Handler // nil when the compat prefix is off
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -103,6 +105,17 @@ func (b *Bridge) Stats() Stats {
 		s.Refused[k.(string)] = v.(*atomic.Uint64).Load()
 		return true
 	})
+	if b.compat != nil { // the compat API's sessions are the bridge's too
+		cs := b.compat.Stats()
+		s.Sessions += cs.Sessions
+		s.SessionsCreated += cs.SessionsCreated
+		s.FramesOut += cs.EventsOut
+		s.Commands += cs.Commands
+		s.UpstreamReconnects += cs.UpstreamReconnects
+		for k, v := range cs.Refused {
+			s.Refused[k] += v
+		}
+	}
 	return s
 }
 
@@ -127,6 +140,16 @@ func (b *Bridge) Close(ctx context.Context) error {
 		sessions = append(sessions, s)
 	}
 	b.mu.Unlock()
+
+	compatDone := make(chan error, 1)
+	go func() {
+		if b.compat == nil {
+			compatDone <- nil
+			return
+		}
+		compatDone <- b.compat.Close(ctx)
+	}()
+	defer func() { <-compatDone }()
 
 	restart, _ := (protocol.JSONCodec{}).AppendMessage(nil, &protocol.Message{
 		Type: protocol.TypeDisconnect, Reason: protocol.ReasonServerRestart, Reconnect: true, HasReconnect: true,

@@ -1,6 +1,6 @@
 //go:build unix
 
-package bridge_test
+package compat_test
 
 // Conformance tests of the actioncable-to-eventsource API (server/COMPAT.md)
 // against the example Rails app. Helpers here are prefixed with "ce" so as
@@ -111,6 +111,16 @@ type ceClient struct {
 
 func (e *ceEnv) newClient(user string) *ceClient {
 	return &ceClient{e: e, id: ceNewID(), header: http.Header{"Cookie": {"user=" + user}}}
+}
+
+// open opens the client's session with a GET, as a seed client does
+// before it subscribes: a POST does not open one.
+func (c *ceClient) open(ctx context.Context) {
+	c.e.t.Helper()
+	resp, b := c.request(ctx, "GET", "timeout=0", http.Header{"Accept": {"application/json"}}, "")
+	if resp.StatusCode != http.StatusOK {
+		c.e.t.Fatalf("open: %d %s", resp.StatusCode, b)
+	}
 }
 
 // as is the same events id used with other headers (another client).
@@ -621,6 +631,7 @@ func TestCompatPost(t *testing.T) {
 	e := newCEEnv(t, nil, bridge.WithBodyLimit(4096))
 	ctx := ceCtx(t, 30*time.Second)
 	c := e.newClient("alice")
+	c.open(ctx)
 
 	// Refusals of the whole body.
 	for _, tc := range []struct {
@@ -796,6 +807,7 @@ func TestCompatLongPoll(t *testing.T) {
 	// worker, in order), so c's queue can be filled while c hands nothing
 	// out.
 	observer := e.newClient("bob")
+	observer.open(ctx)
 	observer.subscribe(ctx, ceNumbers)
 	for op := (cePolled{}); len(op.events) == 0 || op.events[0].Type != "connected"; {
 		op = observer.poll(ctx, "timeout=10")
@@ -1013,6 +1025,7 @@ func TestCompatCORS(t *testing.T) {
 	e := newCEEnv(t, nil, bridge.WithAllowedOrigins(origin))
 	ctx := ceCtx(t, 30*time.Second)
 	c := e.newClient("alice")
+	c.open(ctx)
 
 	pre := http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type"}}
 	resp, b := c.request(ctx, "OPTIONS", "", pre, "")
@@ -1068,7 +1081,7 @@ func TestCompatUpstreamLoss(t *testing.T) {
 				// closed it) but Rails may never count it closed.
 				e.skipConnCheck = true
 			}
-			ctx := ceCtx(t, 30*time.Second)
+			ctx := ceCtx(t, 60*time.Second) // Rails restarts and redials on a loaded machine
 			c := e.newClient("alice")
 			st := c.openSSE(ctx, nil)
 			st.next(ctx) // joined
@@ -1112,6 +1125,7 @@ func TestCompatSessionRecreated(t *testing.T) {
 	e := newCEEnv(t, nil, bridge.WithSessionTTL(time.Second))
 	ctx := ceCtx(t, 30*time.Second)
 	c := e.newClient("alice")
+	c.open(ctx)
 	lobbyChan := c.subscribe(ctx, ceLobby).str("chan_id")
 	if err := waitCE(ctx, func() bool {
 		p := c.poll(ctx, "timeout=0")
@@ -1169,6 +1183,7 @@ func TestCompatLastEventID(t *testing.T) {
 	e := newCEEnv(t, []railstest.Option{railstest.WithOrderedDelivery()})
 	ctx := ceCtx(t, 30*time.Second)
 	c := e.newClient("alice")
+	c.open(ctx)
 	c.subscribe(ctx, ceNumbers)
 	p := c.poll(ctx, "timeout=10")
 	if len(p.events) != 1 || p.events[0].Type != "connected" {

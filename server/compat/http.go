@@ -1,0 +1,370 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cableway/cableway/internal/bridgewire"
+	"github.com/cableway/cableway/server/internal/sse"
+	core "github.com/cableway/cableway/server/session"
+)
+
+// Bounds of what one answer hands out.
+const (
+	maxBatch     = 256
+	writeTimeout = 10 * time.Second
+)
+
+// request is one entry of a seed POST body.
+type request struct {
+	Identifier  json.RawMessage `json:"identifier"`
+	Subscribe   bool            `json:"subscribe"`
+	Unsubscribe bool            `json:"unsubscribe"`
+	Send        json.RawMessage `json:"send"`
+}
+
+// result answers one request. Error is empty (and left out) on success.
+type result struct {
+	Error     string `json:"error,omitempty"`
+	SessionID string `json:"session_id"`
+	ChanID    string `json:"chan_id,omitempty"`
+}
+
+// ErrInvalidText is the error of an identifier or send data that Rails
+// could not take as text: invalid UTF-8, or a \u escape of half a
+// surrogate pair. Rails closes the connection over the first (WebSocket
+// close 1007), which would drop every subscription of the session.
+var ErrInvalidText = errors.New("not valid Unicode text")
+
+// checkText refuses JSON text that is not valid UTF-8 or escapes a lone
+// surrogate.
+func checkText(b []byte) error {
+	if !utf8.Valid(b) {
+		return fmt.Errorf("%w: invalid UTF-8", ErrInvalidText)
+	}
+	pendingHigh := false
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			if pendingHigh {
+				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+			}
+			continue
+		}
+		i++
+		if b[i] != 'u' || i+4 >= len(b) {
+			if pendingHigh {
+				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+			}
+			continue
+		}
+		n, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
+		if err != nil {
+			return fmt.Errorf("%w: bad \\u escape", ErrInvalidText)
+		}
+		i += 4
+		switch {
+		case 0xD800 <= n && n <= 0xDBFF:
+			if pendingHigh {
+				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+			}
+			pendingHigh = true
+		case 0xDC00 <= n && n <= 0xDFFF:
+			if !pendingHigh {
+				return fmt.Errorf("%w: \\u escape of a lone low surrogate", ErrInvalidText)
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+			}
+		}
+	}
+	if pendingHigh {
+		return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+	}
+	return nil
+}
+
+// identifierOf validates a request's identifier and returns the
+// identifier string for Rails: the object's compact JSON text, keys in
+// the client's order, or a string's content verbatim.
+func identifierOf(raw json.RawMessage) (string, error) {
+	const want = "identifier must be a JSON object with a string \"channel\""
+	var text []byte
+	switch t := bytes.TrimSpace(raw); {
+	case len(t) > 0 && t[0] == '{':
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, t); err != nil {
+			return "", errors.New(want)
+		}
+		text = buf.Bytes()
+	case len(t) > 0 && t[0] == '"':
+		if err := checkText(t); err != nil {
+			return "", fmt.Errorf("identifier: %w", err)
+		}
+		var s string
+		if err := json.Unmarshal(t, &s); err != nil {
+			return "", errors.New(want)
+		}
+		text = []byte(s)
+	default:
+		return "", errors.New(want)
+	}
+	if err := checkText(text); err != nil {
+		return "", fmt.Errorf("identifier: %w", err)
+	}
+	var fields map[string]json.RawMessage
+	var channel string
+	if json.Unmarshal(text, &fields) != nil || json.Unmarshal(fields["channel"], &channel) != nil || channel == "" {
+		return "", errors.New(want)
+	}
+	return string(text), nil
+}
+
+// compactObject returns the compact text of a JSON object, or an error.
+func compactObject(raw json.RawMessage) (string, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '{' {
+		return "", errors.New("send must be a JSON object, such as {\"action\":\"speak\",...}")
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, t); err != nil {
+		return "", err
+	}
+	if err := checkText(buf.Bytes()); err != nil {
+		return "", fmt.Errorf("send: %w", err)
+	}
+	return buf.String(), nil
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request, id string, limit int) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.maxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("limit %d bytes", mbe.Limit))
+			return
+		}
+		h.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
+		return
+	}
+	var reqs []request
+	if err := json.Unmarshal(body, &reqs); err != nil {
+		h.writeError(w, http.StatusBadRequest, "bad_body",
+			"want a JSON array of {identifier, subscribe|unsubscribe|send}: "+err.Error())
+		return
+	}
+	s, ok := h.session(w, r, id, false)
+	if !ok {
+		return
+	}
+	s.q.setLimit(limit)
+	if !s.allowCommands(len(reqs)) {
+		h.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", h.cfg.commandsPerSecond))
+		return
+	}
+	out := make([]result, len(reqs))
+	s.sendMu.Lock()
+	for i := range reqs {
+		out[i] = s.apply(r, &reqs[i])
+	}
+	s.sendMu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apply performs one request. Call with s.sendMu held.
+func (s *session) apply(r *http.Request, req *request) result {
+	res := result{SessionID: s.id}
+	ident, err := identifierOf(req.Identifier)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.ChanID = chanIDOf(ident)
+	ops := 0
+	for _, set := range []bool{req.Subscribe, req.Unsubscribe, len(req.Send) > 0 && string(req.Send) != "null"} {
+		if set {
+			ops++
+		}
+	}
+	if ops != 1 {
+		res.Error = "a request needs exactly one of \"subscribe\": true, \"unsubscribe\": true or \"send\": {...}"
+		return res
+	}
+	switch {
+	case req.Subscribe:
+		if err := s.subscribe(ident, res.ChanID); err != nil {
+			res.Error = err.Error()
+		}
+	case req.Unsubscribe:
+		s.unsubscribe(r.Context(), ident)
+	default:
+		data, err := compactObject(req.Send)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		if err := s.send(r.Context(), ident, data); err != nil {
+			if errors.Is(err, errNotSubscribed) {
+				res.Error = err.Error()
+			} else {
+				res.Error = "upstream unavailable, not sent: " + err.Error()
+			}
+		}
+	}
+	return res
+}
+
+// parseCursor reads an optional msg_id cursor; ok is false when malformed.
+func parseCursor(v string) (n uint64, set, ok bool) {
+	if v == "" {
+		return 0, false, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil, err == nil
+}
+
+func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit int) {
+	last, lastSet, _ := parseCursor(r.Header.Get("Last-Event-ID"))
+	s, ok := h.session(w, r, id, true)
+	if !ok {
+		return
+	}
+	s.q.setLimit(limit)
+	rc := sse.Start(w)
+
+	ctx, detach := s.attach(r.Context())
+	defer detach()
+	// Events written to the stream are not acknowledged: an EventSource
+	// that reconnects names the last event it got, which acknowledges it
+	// and what precedes it, and gets what follows again (while queued).
+	cur := s.q.cursor()
+	if lastSet && s.q.validCursor(last) {
+		s.q.ack(last)
+		cur = last
+	}
+	buf := []byte("retry: 1000\n\n")
+	buf = append(buf, "event: message\n"...)
+	buf = bridgewire.AppendData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
+	keepAlive := time.NewTicker(h.cfg.keepAlive)
+	defer keepAlive.Stop()
+	var data []byte
+	for {
+		items, rest, ended := s.q.take(cur, maxBatch, false)
+		for _, it := range items {
+			buf = append(buf, "event: message\nid: "...)
+			buf = strconv.AppendUint(buf, it.id, 10)
+			buf = append(buf, '\n')
+			data = withSession(data[:0], it.data, s.id)
+			buf = bridgewire.AppendData(buf, data)
+		}
+		if len(buf) > 0 {
+			if sse.Write(w, rc, buf, writeTimeout) != nil {
+				return
+			}
+			buf = buf[:0]
+			if len(items) > 0 {
+				cur = items[len(items)-1].id
+				h.stats.eventsOut.Add(uint64(len(items)))
+			}
+		}
+		if rest > 0 {
+			continue
+		}
+		if ended {
+			return // the session is over and its last event is written
+		}
+		err := s.q.wait(ctx, cur, keepAlive.C)
+		if ctx.Err() != nil {
+			return // client gone, or replaced by a newer listener
+		}
+		if errors.Is(err, core.ErrTick) {
+			buf = append(buf, ": keep-alive\n\n"...)
+		}
+	}
+}
+
+// pollTimeout reads a long-poll's timeout parameter, in seconds: the
+// default when empty, capped at MaxPollTimeout.
+func pollTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return DefaultPollTimeout, nil
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || n < 0 || math.IsNaN(n) {
+		return 0, errors.New("timeout must be a number of seconds ≥ 0: " + v)
+	}
+	// Capped before the conversion, which would overflow.
+	return time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second)), nil
+}
+
+// polled is the body of a seed long-poll answer.
+type polled struct {
+	Messages    []json.RawMessage `json:"messages"`
+	SessionID   string            `json:"session_id"`
+	Dropped     uint64            `json:"dropped"`
+	QueueLength int               `json:"queue_length"`
+}
+
+func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit int) {
+	q := r.URL.Query()
+	timeout, err := pollTimeout(q.Get("timeout"))
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, "bad_timeout", err.Error())
+		return
+	}
+	after, afterSet, ok := parseCursor(q.Get("after"))
+	if !ok {
+		h.writeError(w, http.StatusBadRequest, "bad_after", "after must be a msg_id: "+q.Get("after"))
+		return
+	}
+	s, ok := h.session(w, r, id, true)
+	if !ok {
+		return
+	}
+	s.q.setLimit(limit)
+	ctx, detach := s.attach(r.Context())
+	defer detach()
+
+	// Without "after", the answer starts after what listeners were handed
+	// and acknowledges what it returns. With it, events up to after are
+	// acknowledged and the answer starts after them, so an answer that got
+	// lost is sent again.
+	cur := s.q.cursor()
+	if afterSet && s.q.validCursor(after) {
+		s.q.ack(after)
+		cur = after
+	} else {
+		afterSet = false
+	}
+	if timeout > 0 {
+		// Until an event follows cur, the session ends, the timeout, or
+		// a newer listener takes over (answer now).
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		s.q.wait(wctx, cur, nil)
+		cancel()
+		if r.Context().Err() != nil {
+			return // the client is gone
+		}
+	}
+	if !afterSet {
+		cur = s.q.cursor() // past what a newer listener may have taken meanwhile
+	}
+	items, rest, _ := s.q.take(cur, maxBatch, !afterSet)
+	out := polled{Messages: make([]json.RawMessage, len(items)), SessionID: s.id, QueueLength: rest}
+	for i, it := range items {
+		out.Messages[i] = it.data
+	}
+	out.Dropped = s.q.takeDropped()
+	h.stats.eventsOut.Add(uint64(len(items)))
+	writeJSON(w, http.StatusOK, out)
+}
