@@ -39,8 +39,8 @@ type Bridge struct {
 }
 
 type counters struct {
-	sessionsCreated, framesIn, framesOut, trimmed, commands, upstreamReconnects atomic.Uint64
-	refused                                                                     sync.Map // reason → *atomic.Uint64
+	sessionsCreated, framesIn, framesOut, trimmed, commands atomic.Uint64
+	refused                                                 sync.Map // reason → *atomic.Uint64
 }
 
 // Stats are the bridge's counters, for metrics.
@@ -52,7 +52,7 @@ type Stats struct {
 	Evicted            uint64            // frames sent but trimmed from resume windows before acknowledgement (sessions gone)
 	BufferedBytes      int64             // frames held by all sessions now (the memory budget's use)
 	Commands           uint64            // client commands relayed upstream
-	UpstreamReconnects uint64            // upstream sockets redialled after a loss
+	UpstreamReconnects uint64            // upstream sockets redialled after a loss (compat sessions; a bridge session ends with its socket)
 	Refused            map[string]uint64 // refused requests by reason
 }
 
@@ -91,15 +91,14 @@ func (b *Bridge) Stats() Stats {
 	}
 	b.mu.Unlock()
 	s := Stats{
-		Sessions:           n,
-		SessionsCreated:    b.stats.sessionsCreated.Load(),
-		FramesIn:           b.stats.framesIn.Load(),
-		FramesOut:          b.stats.framesOut.Load(),
-		Evicted:            trimmed,
-		BufferedBytes:      b.budget.Used(),
-		Commands:           b.stats.commands.Load(),
-		UpstreamReconnects: b.stats.upstreamReconnects.Load(),
-		Refused:            map[string]uint64{},
+		Sessions:        n,
+		SessionsCreated: b.stats.sessionsCreated.Load(),
+		FramesIn:        b.stats.framesIn.Load(),
+		FramesOut:       b.stats.framesOut.Load(),
+		Evicted:         trimmed,
+		BufferedBytes:   b.budget.Used(),
+		Commands:        b.stats.commands.Load(),
+		Refused:         map[string]uint64{},
 	}
 	b.stats.refused.Range(func(k, v any) bool {
 		s.Refused[k.(string)] = v.(*atomic.Uint64).Load()

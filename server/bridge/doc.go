@@ -25,10 +25,12 @@
 // is dropped before a client was sent it. Frames sent but unacknowledged
 // are kept for resuming up to a window; a client asking for one trimmed
 // from it learns it as a reset. Pings pass through
-// unnumbered so the consumer's stale detection works unchanged. When Rails
-// drops the upstream socket, the bridge redials and passes the new welcome
-// through; the client resubscribes as after any reconnect. The bridge never
-// subscribes on its own.
+// unnumbered so the consumer's stale detection works unchanged. A session
+// lives as long as its upstream socket, like an ActionCable connection:
+// its last frame is Rails' disconnect, or the bridge's "upstream_lost"
+// disconnect when the socket is lost without one; the client then starts a
+// new session and resubscribes, as after any reconnect. The bridge never
+// subscribes on its own (the compat API, package server/compat, does).
 //
 // The upstream side is an sdk/cable Consumer: the same codecs, WebSocket
 // transport, backoff and stale detection as any Cableway client.

@@ -20,6 +20,7 @@ import (
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 	"github.com/cableway/cableway/sdk/transport/websocket"
+	"github.com/cableway/cableway/server/internal/sse"
 )
 
 func (b *Bridge) routes() {
@@ -72,7 +73,7 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
-	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery)
 	if !ok {
 		return
 	}
@@ -119,13 +120,11 @@ func (b *Bridge) upstreamURL(rawQuery string) (string, error) {
 
 // openSessionQuery dials Rails for a new session with the request's
 // credentials, rawQuery added to the upstream URL, and returns once Rails
-// has welcomed it. On failure it has answered the request itself. With
-// redial, the session outlives its upstream connection: Rails is redialled
-// and the new welcome is passed on (the compat API resubscribes then).
-// Without, the session ends when its upstream connection does, with
-// Rails' disconnect frame or an "upstream_lost" one as its last frame, so
-// that the client learns of the gap as it would from Rails itself.
-func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string, redial bool) (*session, bool) {
+// has welcomed it. On failure it has answered the request itself. The
+// session ends when its upstream connection does, with Rails' disconnect
+// frame or an "upstream_lost" one as its last frame, so that the client
+// learns of the gap as it would from Rails itself.
+func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQuery string) (*session, bool) {
 	upstreamURL, err := b.upstreamURL(rawQuery)
 	if err != nil {
 		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
@@ -142,7 +141,6 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		return nil, false
 	}
 	s := newSession(b, ip)
-	s.redial = redial
 	header := b.upstreamHeader(r)
 	up := b.cfg.upstream
 	if up == nil {
@@ -162,7 +160,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		cable.WithBackoff(b.cfg.backoff),
 		cable.WithLogger(b.cfg.logger),
 		cable.WithDialRetry(false), // answer the client now; it retries itself
-		cable.WithReconnect(redial),
+		cable.WithReconnect(false), // a new welcome must not pass for the old session
 	)
 	if err != nil {
 		b.unreserve(ip)
@@ -186,9 +184,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		return nil, false
 	}
 	s.up = c
-	if !redial {
-		context.AfterFunc(c.Context(), func() { s.upstreamGone(context.Cause(c.Context())) })
-	}
+	context.AfterFunc(c.Context(), func() { s.upstreamGone(context.Cause(c.Context())) })
 	if !b.addSession(s) {
 		c.Close()
 		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
@@ -270,7 +266,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	rc := startEventStream(w)
+	rc := sse.Start(w)
 
 	after, ok := cursor(r, s)
 	if !ok {
@@ -311,7 +307,7 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		}
 		pingSeen = bt.PingN
 		if len(buf) > 0 {
-			if writeEvents(w, rc, buf) != nil {
+			if sse.Write(w, rc, buf, writeTimeout) != nil {
 				return
 			}
 			b.stats.framesOut.Add(uint64(len(bt.Frames)) + uint64(btoi(bt.Ping != nil)))
@@ -335,28 +331,6 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, ": keep-alive\n\n"...)
 		}
 	}
-}
-
-// startEventStream answers 200 with the headers of an event stream that
-// proxies must pass through unbuffered and untransformed.
-func startEventStream(w http.ResponseWriter) *http.ResponseController {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	return http.NewResponseController(w)
-}
-
-// writeEvents writes and flushes buf within writeTimeout: a client that
-// cannot take a batch in time is cut off, and it resumes from its
-// Last-Event-ID without loss.
-func writeEvents(w http.ResponseWriter, rc *http.ResponseController, buf []byte) error {
-	rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := w.Write(buf); err != nil {
-		return err
-	}
-	return rc.Flush()
 }
 
 func writeReset(w io.Writer, reason string) {

@@ -38,11 +38,9 @@ type session struct {
 	epoch uint32
 	ip    string
 
-	up     *cable.Consumer // set once created
-	redial bool            // the session outlives its upstream connection
-	log    core.Frames
+	up  *cable.Consumer // set once created; it does not redial
+	log core.Frames
 
-	welcomes     atomic.Int32  // upstream welcomes seen: more than one means redials
 	pollPingSeen atomic.Uint64 // pings handed to long-poll answers
 
 	sendMu sync.Mutex // one command batch in flight; guards acked
@@ -87,17 +85,9 @@ func (s *session) onFrame(f cable.Frame) {
 		return // after the last frame (Close's notice): nothing follows it
 	}
 	s.b.stats.framesIn.Add(1)
-	switch f.Message.Type {
-	case protocol.TypeWelcome:
-		if s.welcomes.Add(1) > 1 {
-			s.b.stats.upstreamReconnects.Add(1)
-		}
-	case protocol.TypeDisconnect:
-		// The consumer stops after a final disconnect, and without redial
-		// after any: this frame is the session's last.
-		if !s.redial || !f.Message.Reconnect || f.Message.Reason == protocol.ReasonUnauthorized {
-			s.log.End(errSessionEnded)
-		}
+	if f.Message.Type == protocol.TypeDisconnect {
+		// The consumer does not redial: this frame is the session's last.
+		s.log.End(errSessionEnded)
 	}
 }
 
@@ -198,8 +188,8 @@ func (s *session) injectFinal(data []byte) { s.log.Final(data) }
 // new session) and resubscribe, as they would after Rails dropped them.
 var upstreamLost = []byte(`{"type":"disconnect","reason":"upstream_lost","reconnect":true}`)
 
-// upstreamGone is called once the upstream consumer of a session without
-// redial has stopped, with the cause. Unless the bridge closed it, the
+// upstreamGone is called once the upstream consumer of a session has
+// stopped, with the cause. Unless the bridge closed it, the
 // client is told.
 func (s *session) upstreamGone(cause error) {
 	if errors.Is(cause, cable.ErrClosed) {

@@ -176,37 +176,8 @@ func TestSessionReadFrom(t *testing.T) {
 	}
 }
 
-// A final disconnect from Rails (unauthorized, or reconnect:false) is the
-// session's last frame: later frames are ignored, a read delivers it and
-// then reports the end.
-func TestSessionEndsAtFinalDisconnect(t *testing.T) {
-	s := testSession(t)
-	s.redial = true // the compat API's sessions outlive their upstream connection
-	upstreamFrame(s, `{"type":"welcome"}`)
-	upstreamFrame(s, `{"type":"disconnect","reason":"server_restart","reconnect":true}`)
-	if s.isEnded() {
-		t.Fatal("a disconnect that reconnects ended the session")
-	}
-	upstreamFrame(s, `{"type":"welcome"}`)
-	upstreamFrame(s, `{"type":"disconnect","reason":"unauthorized","reconnect":false}`)
-	upstreamFrame(s, `{"type":"welcome"}`) // after the end: dropped
-	if !s.isEnded() {
-		t.Fatal("a final disconnect did not end the session")
-	}
-	bt, err := s.read(0, 0, 100, maxBatchBytes)
-	if err != nil || fmt.Sprint(seqs(bt)) != "[1 2 3 4]" {
-		t.Fatalf("read: %v %v, want the 4 frames up to the final disconnect", seqs(bt), err)
-	}
-	if _, err := s.read(4, bt.PingN, 100, maxBatchBytes); !errors.Is(err, errSessionEnded) {
-		t.Fatalf("read after the last frame: %v, want errSessionEnded", err)
-	}
-	if got := s.b.stats.upstreamReconnects.Load(); got != 1 {
-		t.Fatalf("upstream reconnects counted %d, want 1 (the second welcome)", got)
-	}
-}
-
-// Without redial (the session API, the WebSocket proxy), any disconnect
-// from Rails is the session's last frame; a connection lost without one
+// Any disconnect from Rails is the session's last frame (later frames are
+// dropped); a connection lost without one
 // gets the bridge's upstream_lost frame; a stop the bridge made itself
 // gets nothing.
 func TestSessionEndsWithItsUpstream(t *testing.T) {
@@ -214,8 +185,9 @@ func TestSessionEndsWithItsUpstream(t *testing.T) {
 	upstreamFrame(s, `{"type":"welcome"}`)
 	upstreamFrame(s, `{"type":"disconnect","reason":"server_restart","reconnect":true}`)
 	if !s.isEnded() {
-		t.Fatal("a disconnect did not end a session without redial")
+		t.Fatal("a disconnect did not end the session")
 	}
+	upstreamFrame(s, `{"type":"welcome"}`) // after the end: dropped
 	s.upstreamGone(errors.New("read: connection reset"))
 	if bt, _ := s.read(0, 0, 100, maxBatchBytes); fmt.Sprint(seqs(bt)) != "[1 2]" {
 		t.Fatalf("frames %v, want the welcome and Rails' disconnect only", seqs(bt))

@@ -38,7 +38,7 @@ func (b *Bridge) proxy(w http.ResponseWriter, r *http.Request) {
 		b.writeError(w, status, "bad_handshake", detail)
 		return
 	}
-	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery, false)
+	s, ok := b.openSessionQuery(w, r, r.URL.RawQuery)
 	if !ok {
 		return
 	}
@@ -199,9 +199,9 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 			return errors.New("rate limited")
 		}
 		if err := s.up.SendCommand(ctx, &cmd); err != nil {
-			// Rails is being redialled: like a WebSocket to Rails itself,
-			// the command is lost and the client learns it from the
-			// welcome that follows.
+			// The upstream is gone: like a WebSocket to Rails itself, the
+			// command is lost, and the client learns of the loss from the
+			// session's last frame (Rails' disconnect or upstream_lost).
 			b.cfg.logger.Info("bridge: command dropped while upstream is down", "session", s.id, "err", err)
 			b.countRefusal("upstream_unavailable")
 			continue
