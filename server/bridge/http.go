@@ -241,7 +241,7 @@ func cursor(r *http.Request, s *session) (uint64, bool) {
 // client's progress.
 const (
 	maxBatch      = 256
-	maxBatchBytes = 64 << 10
+	maxBatchBytes = 16 << 10
 	maxPollBytes  = 64 << 10
 )
 

@@ -120,16 +120,18 @@ type Log struct {
 	budget          *Budget
 
 	mu           sync.Mutex
-	frames       []Frame // seq-ordered, contiguous: frames[i].Seq == first+i
-	first        uint64  // seq of frames[0] (or next when empty)
-	next         uint64  // seq the next frame gets; seqs start at 1
-	bytes        int     // of frames
-	delivered    uint64  // highest seq handed to a reader
-	pendingBytes int     // of frames after delivered
-	ackedTo      uint64  // highest seq a client acknowledged
-	trimmed      uint64  // delivered frames trimmed before acknowledgement
-	ping         []byte  // the latest keep-alive
-	pingN        uint64  // keep-alives seen
+	frames       []Frame   // seq-ordered, contiguous: frames[i].Seq == first+i
+	first        uint64    // seq of frames[0] (or next when empty)
+	next         uint64    // seq the next frame gets; seqs start at 1
+	bytes        int       // of frames
+	delivered    uint64    // highest seq handed to a reader
+	pendingBytes int       // of frames after delivered
+	ackedTo      uint64    // highest seq a client acknowledged
+	ackedAt      time.Time // when ackedTo last grew (or the log was made)
+	ackGrace     time.Duration
+	trimmed      uint64 // delivered frames trimmed before acknowledgement
+	ping         []byte // the latest keep-alive
+	pingN        uint64 // keep-alives seen
 	changed      chan struct{}
 	waiters      int   // goroutines waiting on changed
 	ended        error // set once; no frame follows
@@ -151,7 +153,7 @@ type Kind uint8
 func NewLog(opts ...Option) *Log {
 	l := &Log{
 		maxPending: DefaultPendingFrames, maxPendingBytes: DefaultPendingBytes, maxWindowBytes: DefaultWindowBytes,
-		first: 1, next: 1, lastSeen: time.Now(),
+		first: 1, next: 1, lastSeen: time.Now(), ackedAt: time.Now(), ackGrace: defaultAckGrace,
 	}
 	for _, o := range opts {
 		o(l)
@@ -197,13 +199,13 @@ func (l *Log) Append(ctx context.Context, data []byte) (uint64, error) {
 			// A log with nothing pending always takes a frame, so that
 			// every session makes progress: the budget is exceeded by at
 			// most one frame per session.
-			l.trimWindowLocked(0)
+			l.trimIdleWindowLocked()
 			budgetCh, unqueue = l.budget.wait(len(data)) // before the check: no free is missed
 			if over = l.budget.over(len(data)); !over {
 				unqueue()
 			}
 		} else if !over && l.budget != nil && l.budget.pressed() {
-			l.trimWindowLocked(0)
+			l.trimIdleWindowLocked()
 		}
 		if !over {
 			break
@@ -351,6 +353,9 @@ func (l *Log) ackLocked(upTo uint64) {
 	if upTo <= l.ackedTo && upTo < l.first {
 		return
 	}
+	if upTo > l.ackedTo {
+		l.ackedAt = time.Now()
+	}
 	l.ackedTo = max(l.ackedTo, upTo)
 	n := 0
 	for n < len(l.frames) && l.frames[n].Seq <= upTo {
@@ -430,12 +435,31 @@ func (l *Log) Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (Batch,
 }
 
 // windowKeepLocked is how many window bytes the log may keep now: none
-// while the budget is pressed, so that writers held back by it go on.
+// while the budget is pressed and the client does not acknowledge (see
+// trimIdleWindowLocked).
 func (l *Log) windowKeepLocked() int {
-	if l.budget != nil && l.budget.pressed() {
+	if l.budget != nil && l.budget.pressed() && !l.ackingLocked() {
 		return 0
 	}
 	return l.maxWindowBytes
+}
+
+// defaultAckGrace is how recently a client must have acknowledged frames
+// for its window to be kept while the budget is pressed: the Cableway
+// clients acknowledge once a second.
+const defaultAckGrace = 3 * time.Second
+
+func (l *Log) ackingLocked() bool { return time.Since(l.ackedAt) < l.ackGrace }
+
+// trimIdleWindowLocked drops the window of a log whose client has not
+// acknowledged anything lately, to make room in a spent budget. A client
+// that acknowledges keeps its window: trimming it would turn a broken
+// stream into a reset, while its next acknowledgement frees the room
+// anyway (writers wait for it meanwhile).
+func (l *Log) trimIdleWindowLocked() {
+	if !l.ackingLocked() {
+		l.trimWindowLocked(0)
+	}
 }
 
 // Wait blocks until something newer than (after, pingSeen) exists, the

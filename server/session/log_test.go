@@ -158,16 +158,38 @@ func TestBudgetHoldsWritersBack(t *testing.T) {
 	}
 	done := appendAsync(a, ctx, make([]byte, 2))
 	blocked(t, done)
-	// b's reader takes its frame: over budget, the window is not kept,
-	// which frees room for a.
+	// b's reader takes its frame: b's client acknowledges (it is new),
+	// so b keeps it for resuming, and a waits on.
 	if r, _ := b.Read(0, 0, 0, 10, 1<<20); len(r.Frames) != 1 {
 		t.Fatal("b read nothing")
 	}
+	blocked(t, done)
+	// b's client acknowledges it: room for a.
+	b.Ack(1)
 	if err := within(t, done); err != nil {
 		t.Fatal(err)
 	}
+
+	// A client that does not acknowledge loses its window to the budget
+	// instead: c reads, never acknowledges; d's writer gets c's room.
 	a.Release()
 	b.Release()
+	c := NewLog(WithBudget(budget), WithWindowLimit(1<<20))
+	c.ackGrace = 0
+	c.Append(ctx, make([]byte, 6))
+	d := NewLog(WithBudget(budget), WithWindowLimit(1<<20))
+	d.Append(ctx, make([]byte, 4)) // the budget's 10 bytes, all pending
+	done = appendAsync(d, ctx, make([]byte, 1))
+	blocked(t, done)
+	c.Read(0, 0, 0, 10, 1<<20)
+	if err := within(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Trimmed != 1 {
+		t.Errorf("c: %+v, want its frame trimmed", st)
+	}
+	c.Release()
+	d.Release()
 	if budget.Used() != 0 {
 		t.Fatalf("used after release %d", budget.Used())
 	}
