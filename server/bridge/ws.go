@@ -142,7 +142,10 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 				}
 				data = out
 			}
-			wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
+			// Not ctx: a write cancelled by it would drop the socket
+			// without the close frame that says why (readCommands'
+			// cause, below).
+			wctx, wcancel := context.WithTimeout(r.Context(), writeTimeout)
 			werr := c.Write(wctx, typ, data)
 			wcancel()
 			if werr != nil {
