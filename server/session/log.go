@@ -447,7 +447,7 @@ func (l *Log) windowKeepLocked() int {
 // defaultAckGrace is how recently a client must have acknowledged frames
 // for its window to be kept while the budget is pressed: the Cableway
 // clients acknowledge once a second.
-const defaultAckGrace = 3 * time.Second
+const defaultAckGrace = 10 * time.Second
 
 func (l *Log) ackingLocked() bool { return time.Since(l.ackedAt) < l.ackGrace }
 
