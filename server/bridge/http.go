@@ -20,7 +20,6 @@ import (
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 	"github.com/cableway/cableway/sdk/transport/websocket"
-	"github.com/cableway/cableway/server/internal/sse"
 )
 
 func (b *Bridge) routes() {
@@ -259,82 +258,6 @@ func (b *Bridge) putBuffer(buf []byte) {
 	}
 	buf = buf[:0]
 	b.buffers.Put(&buf)
-}
-
-func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
-	s := b.lookup(w, r)
-	if s == nil {
-		return
-	}
-	rc := sse.Start(w)
-
-	after, ok := cursor(r, s)
-	if !ok {
-		writeReset(w, bridgewire.ReasonBadCursor)
-		rc.Flush()
-		return
-	}
-	ctx, detach := s.attach(r.Context(), downSSE)
-	defer detach()
-
-	// Frames written are not acknowledged: a broken stream loses what the
-	// client had not read yet, and it resumes from its Last-Event-ID. Only
-	// that cursor frees frames; the buffer's bounds evict the rest.
-	ack := after
-	keepAlive := time.NewTicker(b.cfg.keepAlive)
-	defer keepAlive.Stop()
-	var pingSeen uint64
-	// The write buffer is borrowed for each batch and given back before
-	// waiting: an idle stream holds none (thousands of streams would
-	// otherwise each keep their largest batch's buffer).
-	buf := append(b.getBuffer(), "retry: 1000\n\n"...)
-	defer func() { b.putBuffer(buf) }()
-	for {
-		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
-		if errors.Is(err, errReset) {
-			writeReset(w, resetReason(err))
-			rc.Flush()
-			return
-		}
-		after = bt.From // past what the client acknowledged elsewhere
-		for _, f := range bt.Frames {
-			buf = bridgewire.AppendEventID(buf, s.epoch, f.Seq)
-			buf = bridgewire.AppendData(buf, f.Data)
-			after = f.Seq
-		}
-		if bt.Ping != nil {
-			buf = bridgewire.AppendData(buf, bt.Ping)
-		}
-		pingSeen = bt.PingN
-		if len(buf) > 0 {
-			if sse.Write(w, rc, buf, writeTimeout) != nil {
-				return
-			}
-			b.stats.framesOut.Add(uint64(len(bt.Frames)) + uint64(btoi(bt.Ping != nil)))
-			buf = buf[:0]
-		}
-		if err != nil { // ended, and everything delivered: tell EventSource to stop
-			writeReset(w, bridgewire.ReasonEnded)
-			rc.Flush()
-			return
-		}
-		if bt.More {
-			continue
-		}
-		b.putBuffer(buf)
-		werr := s.wait(ctx, after, pingSeen, keepAlive.C)
-		buf = b.getBuffer()
-		if ctx.Err() != nil {
-			return // client gone, or replaced by a newer downstream
-		}
-		if werr != nil {
-			buf = append(buf, ": keep-alive\n\n"...)
-		}
-	}
-}
-
-func writeReset(w io.Writer, reason string) {
-	w.Write(bridgewire.AppendReset(nil, reason))
 }
 
 func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {

@@ -145,9 +145,9 @@ const (
 	downKinds
 )
 
-// attach registers a downstream of kind k (see core.Log.Attach).
+// attach registers a downstream of kind k (see core.Attach).
 func (s *session) attach(ctx context.Context, k downKind) (context.Context, func()) {
-	return s.log.Attach(ctx, core.Kind(k))
+	return core.Attach(ctx, s.log, core.Kind(k))
 }
 
 // touch records client activity.

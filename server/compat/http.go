@@ -240,7 +240,11 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 		return
 	}
 	s.q.setLimit(limit)
-	rc := sse.Start(w)
+	st, err := sse.Open(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer st.Close()
 
 	ctx, detach := s.attach(r.Context())
 	defer detach()
@@ -268,7 +272,7 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 			buf = bridgewire.AppendData(buf, data)
 		}
 		if len(buf) > 0 {
-			if sse.Write(w, rc, buf, writeTimeout) != nil {
+			if st.Write(buf, writeTimeout) != nil {
 				return
 			}
 			buf = buf[:0]

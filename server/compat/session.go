@@ -14,6 +14,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	core "github.com/cableway/cableway/server/session"
 )
 
 // A session is one upstream cable.Consumer (one ActionCable connection,
@@ -338,7 +339,7 @@ func (s *session) expired(now time.Time, ttl time.Duration) bool {
 // (its client reconnected, or polls again). The returned context ends when
 // a later listener attaches; detach must be called.
 func (s *session) attach(ctx context.Context) (context.Context, func()) {
-	return s.q.log.Attach(ctx, listener)
+	return core.Attach(ctx, s.q.log, listener)
 }
 
 // waitDrained waits until a listener has been handed the session's last

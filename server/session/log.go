@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -133,7 +134,8 @@ type Log struct {
 	ping         []byte // the latest keep-alive
 	pingN        uint64 // keep-alives seen
 	changed      chan struct{}
-	waiters      int   // goroutines waiting on changed
+	notify       []notification // called at the next change
+	notifyID     uint64
 	ended        error // set once; no frame follows
 	drained      bool  // ended, and a read returned the last frame
 	lastSeen     time.Time
@@ -142,8 +144,8 @@ type Log struct {
 }
 
 type attachment struct {
-	cancel context.CancelFunc
-	id     uint64
+	kick func()
+	id   uint64
 }
 
 // Kind is the kind of a downstream; see Attach.
@@ -161,12 +163,22 @@ func NewLog(opts ...Option) *Log {
 	return l
 }
 
-// broadcastLocked wakes every waiter.
+type notification struct {
+	id uint64
+	f  func()
+}
+
+// broadcastLocked wakes every waiter and starts every notification.
 func (l *Log) broadcastLocked() {
 	if l.changed != nil {
 		close(l.changed)
 		l.changed = nil
 	}
+	for i, n := range l.notify {
+		go n.f()
+		l.notify[i] = notification{}
+	}
+	l.notify = l.notify[:0]
 }
 
 // changedLocked returns the channel closed at the next change.
@@ -483,29 +495,57 @@ func (l *Log) Wait(ctx context.Context, after, pingSeen uint64, tick <-chan time
 	}
 }
 
-// Attach registers a downstream of kind k; the previous one of the same
-// kind, if any, is told to go (its client reconnected, or polls again).
-// Downstreams of different kinds may overlap: a client moving to another
-// one runs it beside the old until a frame has come through. The returned
-// context ends when a later downstream of kind k attaches or ctx ends;
-// detach must be called when the downstream is done.
-func (l *Log) Attach(ctx context.Context, k Kind) (_ context.Context, detach func()) {
-	ctx, cancel := context.WithCancel(ctx)
+// Notify arranges for f to be called once, in its own goroutine, as soon
+// as something newer than (after, pingSeen) exists or the log ends — at
+// once if that is so already. It is Wait without a waiting goroutine: a
+// downstream that writes only when there is something to write holds no
+// goroutine while idle. stop cancels the call; it reports false if f was
+// started already (or is being started). Each Notify is one call at most:
+// a downstream arms it again after each write.
+func (l *Log) Notify(after, pingSeen uint64, f func()) (stop func() bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.next > after+1 || l.pingN != pingSeen || l.ended != nil {
+		go f()
+		return func() bool { return false }
+	}
+	l.notifyID++
+	id := l.notifyID
+	l.notify = append(l.notify, notification{id, f})
+	return func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, n := range l.notify {
+			if n.id == id {
+				l.notify = slices.Delete(l.notify, i, i+1)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// AttachFunc registers a downstream of kind k; the previous one of the
+// same kind, if any, is told to go (its client reconnected, or polls
+// again): its kick is called, once, on a goroutine of its own. Downstreams
+// of different kinds may overlap: a client moving to another one runs it
+// beside the old until a frame has come through. detach must be called
+// when the downstream is done; after it, kick is not called.
+func (l *Log) AttachFunc(k Kind, kick func()) (detach func()) {
 	l.mu.Lock()
 	if l.kick == nil {
 		l.kick = map[Kind]attachment{}
 	}
 	prev := l.kick[k]
-	if prev.cancel != nil {
-		prev.cancel()
+	if prev.kick != nil {
+		go prev.kick()
 	}
 	id := prev.id + 1
-	l.kick[k] = attachment{cancel, id}
+	l.kick[k] = attachment{kick, id}
 	l.attached++
 	l.lastSeen = time.Now()
 	l.mu.Unlock()
-	return ctx, func() {
-		cancel()
+	return func() {
 		l.mu.Lock()
 		l.attached--
 		l.lastSeen = time.Now()
@@ -513,6 +553,18 @@ func (l *Log) Attach(ctx context.Context, k Kind) (_ context.Context, detach fun
 			l.kick[k] = attachment{id: id}
 		}
 		l.mu.Unlock()
+	}
+}
+
+// Attach is AttachFunc for a downstream that runs on one goroutine: the
+// returned context ends when a later downstream of kind k attaches or ctx
+// ends; detach must be called when the downstream is done.
+func Attach(ctx context.Context, f Frames, k Kind) (_ context.Context, detach func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	d := f.AttachFunc(k, cancel)
+	return ctx, func() {
+		cancel()
+		d()
 	}
 }
 

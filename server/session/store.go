@@ -19,10 +19,11 @@ type Frames interface {
 
 	Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (Batch, error)
 	Wait(ctx context.Context, after, pingSeen uint64, tick <-chan time.Time) error
+	Notify(after, pingSeen uint64, f func()) (stop func() bool)
 	Ack(upTo uint64)
 	Has(after uint64) bool
 
-	Attach(ctx context.Context, k Kind) (context.Context, func())
+	AttachFunc(k Kind, kick func()) (detach func())
 	Touch()
 	Idle(now time.Time) time.Duration
 	Drained() bool
