@@ -32,6 +32,16 @@
 // new session and resubscribes, as after any reconnect. The bridge never
 // subscribes on its own (the compat API, package server/compat, does).
 //
+// An SSE stream over HTTP/1.x owns its connection (it is hijacked from
+// net/http) and holds no goroutine while it waits: the session's log
+// notifies it of frames and a timer of keep-alives, and each wake-up writes
+// on a goroutine that ends once the stream is caught up. An idle session
+// costs one goroutine (its upstream reader), its two sockets and a few KiB
+// (BenchmarkIdleSSEMemory: about 28 KiB in all). Nothing
+// reads a stream's connection, so a client that goes is noticed when a
+// write fails: at the next Rails ping (every 3 s) or keep-alive. Over
+// HTTP/2 the stream stays on its handler.
+//
 // The upstream side is an sdk/cable Consumer: the same codecs, WebSocket
 // transport, backoff and stale detection as any Cableway client.
 package bridge
