@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cableway/cableway/server/internal/ratelimit"
 )
 
 // apiError is the JSON body of every refusal.
@@ -197,17 +199,12 @@ func ClientKey(ip string) string {
 // as the map grows, so it stays as large as the set of recent clients.
 type rateLimiter struct {
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*ratelimit.Bucket
 	sweep   int // len(buckets) that triggers the next sweep
 }
 
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
 func newRateLimiter() *rateLimiter {
-	return &rateLimiter{buckets: map[string]*bucket{}, sweep: 1024}
+	return &rateLimiter{buckets: map[string]*ratelimit.Bucket{}, sweep: 1024}
 }
 
 // allow takes a token of key's bucket, which holds up to burst tokens and
@@ -221,21 +218,16 @@ func (l *rateLimiter) allow(key string, rate float64, burst int, now time.Time) 
 		if len(l.buckets) >= l.sweep {
 			l.sweepLocked(rate, burst, now)
 		}
-		bk = &bucket{tokens: float64(burst), at: now}
+		full := ratelimit.Full(float64(burst), now)
+		bk = &full
 		l.buckets[key] = bk
 	}
-	bk.tokens = min(float64(burst), bk.tokens+now.Sub(bk.at).Seconds()*rate)
-	bk.at = now
-	if bk.tokens < 1 {
-		return false, time.Duration((1 - bk.tokens) / rate * float64(time.Second))
-	}
-	bk.tokens--
-	return true, 0
+	return bk.Take(1, rate, float64(burst), now)
 }
 
 func (l *rateLimiter) sweepLocked(rate float64, burst int, now time.Time) {
 	for k, bk := range l.buckets {
-		if bk.tokens+now.Sub(bk.at).Seconds()*rate >= float64(burst) {
+		if bk.IsFull(rate, float64(burst), now) {
 			delete(l.buckets, k)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/server/internal/ratelimit"
 	core "github.com/cableway/cableway/server/session"
 )
 
@@ -46,16 +47,15 @@ type session struct {
 	sendMu sync.Mutex // one command batch in flight; guards acked
 	acked  uint64     // highest command sequence applied
 
-	mu     sync.Mutex // guards the command rate bucket
-	tokens float64
-	refill time.Time
+	mu       sync.Mutex // guards commands
+	commands ratelimit.Bucket
 }
 
 func newSession(b *Bridge, ip string) *session {
 	now := time.Now()
 	s := &session{
 		b: b, id: newID(), token: newID(), epoch: newEpoch(), ip: ip,
-		tokens: 2 * b.cfg.commandsPerSecond, refill: now,
+		commands: ratelimit.Full(2*b.cfg.commandsPerSecond, now),
 	}
 	s.log = b.store.NewFrames(s.id)
 	return s
@@ -168,15 +168,9 @@ func (s *session) end(err error) { s.log.End(err) }
 func (s *session) allowCommands(n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	rate := s.b.cfg.commandsPerSecond
-	s.tokens = min(2*rate, s.tokens+now.Sub(s.refill).Seconds()*rate)
-	s.refill = now
-	if s.tokens < float64(n) {
-		return false
-	}
-	s.tokens -= float64(n)
-	return true
+	ok, _ := s.commands.Take(float64(n), rate, 2*rate, time.Now())
+	return ok
 }
 
 // injectFinal appends a frame of the bridge's own (a shutdown notice) as

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/server/internal/ratelimit"
 	core "github.com/cableway/cableway/server/session"
 )
 
@@ -109,18 +110,17 @@ type session struct {
 	frameWhy *reason // the disconnect frame of the current connection, if any
 	stopWhy  *reason // why the session is being stopped by the handler
 	ended    bool
-	freed    bool    // its place in the limits is given back
-	tokens   float64 // command rate bucket
-	refill   time.Time
+	freed    bool             // its place in the limits is given back
+	commands ratelimit.Bucket // command rate
 }
 
 func newSession(h *Handler, e *entry, unreserve func()) *session {
 	now := time.Now()
 	return &session{
 		h: h, e: e, id: newID(), unreserve: unreserve,
-		q:      newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
-		chans:  map[string]*channel{},
-		tokens: 2 * h.cfg.commandsPerSecond, refill: now,
+		q:        newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
+		chans:    map[string]*channel{},
+		commands: ratelimit.Full(2*h.cfg.commandsPerSecond, now),
 	}
 }
 
@@ -351,15 +351,9 @@ func (s *session) waitDrained(ctx context.Context) { s.q.log.WaitDrained(ctx, ti
 func (s *session) allowCommands(n int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	rate := s.h.cfg.commandsPerSecond
-	s.tokens = min(2*rate, s.tokens+now.Sub(s.refill).Seconds()*rate)
-	s.refill = now
-	if s.tokens < float64(n) {
-		return false
-	}
-	s.tokens -= float64(n)
-	return true
+	ok, _ := s.commands.Take(float64(n), rate, 2*rate, time.Now())
+	return ok
 }
 
 // subscribe adds identifier to the session's channels and has the consumer
