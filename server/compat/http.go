@@ -15,7 +15,6 @@ import (
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/server/internal/sse"
-	core "github.com/cableway/cableway/server/session"
 )
 
 // Bounds of what one answer hands out.
@@ -240,14 +239,6 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 		return
 	}
 	s.q.setLimit(limit)
-	st, err := sse.Open(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer st.Close()
-
-	ctx, detach := s.attach(r.Context())
-	defer detach()
 	// Events written to the stream are not acknowledged: an EventSource
 	// that reconnects names the last event it got, which acknowledges it
 	// and what precedes it, and gets what follows again (while queued).
@@ -256,46 +247,50 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 		s.q.ack(last)
 		cur = last
 	}
-	buf := []byte("retry: 1000\n\n")
-	buf = append(buf, "event: message\n"...)
-	buf = bridgewire.AppendData(buf, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
-	keepAlive := time.NewTicker(h.cfg.keepAlive)
-	defer keepAlive.Stop()
-	var data []byte
-	for {
-		items, rest, ended := s.q.take(cur, maxBatch, false)
-		for _, it := range items {
-			buf = append(buf, "event: message\nid: "...)
-			buf = strconv.AppendUint(buf, it.id, 10)
-			buf = append(buf, '\n')
-			data = withSession(data[:0], it.data, s.id)
-			buf = bridgewire.AppendData(buf, data)
-		}
-		if len(buf) > 0 {
-			if st.Write(buf, writeTimeout) != nil {
-				return
-			}
-			buf = buf[:0]
-			if len(items) > 0 {
-				cur = items[len(items)-1].id
-				h.stats.eventsOut.Add(uint64(len(items)))
-			}
-		}
-		if rest > 0 {
-			continue
-		}
-		if ended {
-			return // the session is over and its last event is written
-		}
-		err := s.q.wait(ctx, cur, keepAlive.C)
-		if ctx.Err() != nil {
-			return // client gone, or replaced by a newer listener
-		}
-		if errors.Is(err, core.ErrTick) {
-			buf = append(buf, ": keep-alive\n\n"...)
-		}
-	}
+	prelude := []byte("retry: 1000\n\n")
+	prelude = append(prelude, "event: message\n"...)
+	prelude = bridgewire.AppendData(prelude, fmt.Appendf(nil, `{"type":"joined","id":"%s"}`, id))
+	var detach func()
+	st := sse.NewStreamer(&sseSource{s: s, cur: cur}, sse.Config{
+		KeepAlive:    h.cfg.keepAlive,
+		WriteTimeout: writeTimeout,
+		// The handler stays, so that a client that goes is noticed at
+		// once: its session's TTL starts then.
+		Detach: false,
+		Sent:   func(n int) { h.stats.eventsOut.Add(uint64(n)) },
+		Done:   func() { detach() },
+	})
+	detach = s.attachFunc(st.Stop) // a newer listener stops this one
+	st.Serve(w, r, prelude)
 }
+
+// sseSource is a session's queued events as SSE "message" events.
+type sseSource struct {
+	s    *session
+	cur  uint64 // the id of the last event written
+	data []byte // scratch
+}
+
+// Append writes the next batch of events; the stream ends once the
+// session's last event is written.
+func (src *sseSource) Append(buf []byte) ([]byte, int, bool, bool) {
+	items, rest, ended := src.s.q.take(src.cur, maxBatch, false)
+	for _, it := range items {
+		buf = append(buf, "event: message\nid: "...)
+		buf = strconv.AppendUint(buf, it.id, 10)
+		buf = append(buf, '\n')
+		src.data = withSession(src.data[:0], it.data, src.s.id)
+		buf = bridgewire.AppendData(buf, src.data)
+	}
+	if len(items) > 0 {
+		src.cur = items[len(items)-1].id
+	}
+	return buf, len(items), rest > 0, ended
+}
+
+// Notify calls f once an event follows what Append wrote, or the session
+// ends.
+func (src *sseSource) Notify(f func()) (stop func() bool) { return src.s.q.notify(src.cur, f) }
 
 // pollTimeout reads a long-poll's timeout parameter, in seconds: the
 // default when empty, capped at MaxPollTimeout.

@@ -234,6 +234,12 @@ func (q *queue) take(cur uint64, limit int, ack bool) (items []item, rest int, e
 
 // wait blocks until an event follows msg_id cur, the queue ends, tick
 // fires (core.ErrTick) or ctx is done.
+// notify calls f, once, on a goroutine of its own, when an event follows
+// cur or the queue ends.
+func (q *queue) notify(cur uint64, f func()) (stop func() bool) {
+	return q.log.Notify(q.seqOf(cur), 0, f)
+}
+
 func (q *queue) wait(ctx context.Context, cur uint64, tick <-chan time.Time) error {
 	return q.log.Wait(ctx, q.seqOf(cur), 0, tick)
 }

@@ -342,6 +342,12 @@ func (s *session) attach(ctx context.Context) (context.Context, func()) {
 	return core.Attach(ctx, s.q.log, listener)
 }
 
+// attachFunc registers a listener that runs on no goroutine of its own:
+// kick is called when a later listener attaches; detach must be called.
+func (s *session) attachFunc(kick func()) (detach func()) {
+	return s.q.log.AttachFunc(listener, kick)
+}
+
 // waitDrained waits until a listener has been handed the session's last
 // event, the session has no listener (none attached and none seen for a
 // second: a long-poll client polls again at once), or ctx is done.
