@@ -6,16 +6,18 @@
 //     client with the drop-in against the example Rails app (subscribe,
 //     echo, broadcast), and the fall back to long-polling through the
 //     bridge when the WebSocket is refused;
-//   - Node 20, the same install with its wasm_exec.js or .wasm removed:
+//   - Node 20, the same install with its wasm_exec.js, .wasm or wasm.js removed:
 //     load(), createConsumer(...).ready and the drop-in fail with a clear
 //     error instead of hanging;
 //   - headless Chromium: a page that imports the installed package (by an
 //     import map, as a bundler would resolve it) and chats through Rails.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { after, before, test } from 'node:test'
 import { promisify } from 'node:util'
 import { serve } from '../../examples/browser/serve.mjs'
@@ -66,21 +68,38 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true })
 })
 
-test('the tarball holds the package, the wasm and wasm_exec.js, and nothing else', () => {
+// wasmName is the content-hashed name of the packed .wasm (js/build.mjs).
+const wasmName = () => files.find((f) => /^js\/dist\/cableway\.[0-9a-f]{16}\.wasm$/.test(f))?.slice('js/dist/'.length)
+
+test('the tarball holds the package, one content-hashed wasm, the module naming it and wasm_exec.js, and nothing else', async () => {
+  const name = wasmName()
+  assert.ok(name, `no js/dist/cableway.<hash>.wasm in ${files.join(', ')}`)
   assert.deepEqual(files.sort(), [
     'LICENSE', 'README.md',
-    'js/README.md', 'js/consumer.js', 'js/dist/cableway.wasm', 'js/dist/wasm_exec.js',
+    'js/README.md', 'js/consumer.js', `js/dist/${name}`, 'js/dist/wasm.js', 'js/dist/wasm_exec.js',
     'js/index.d.ts', 'js/index.js', 'js/loader.js', 'js/node.d.ts', 'js/node.js', 'js/socket.js',
     'package.json',
-  ])
+  ].sort())
   const size = statSync(tarball).size
   assert.ok(size < maxTarball, `tarball is ${size} bytes, more than ${maxTarball}`)
   const installed = join(app, 'node_modules', 'cableway')
   const unpacked = files.reduce((n, f) => n + statSync(join(installed, f)).size, 0)
   assert.ok(unpacked < maxUnpacked, `unpacked ${unpacked} bytes, more than ${maxUnpacked}`)
-  const wasm = statSync(join(installed, 'js/dist/cableway.wasm')).size
-  assert.ok(wasm > minWasm, `cableway.wasm is only ${wasm} bytes`)
-  console.log(`# tarball ${size} bytes, unpacked ${unpacked} bytes, cableway.wasm ${wasm} bytes, ${files.length} files`)
+  const bytes = readFileSync(join(installed, 'js/dist', name))
+  assert.ok(bytes.length > minWasm, `${name} is only ${bytes.length} bytes`)
+  // The name is the content's: a changed module gets a new name, so the
+  // file may be served immutable.
+  assert.equal(name, `cableway.${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}.wasm`)
+  const manifest = await import(pathToFileURL(join(installed, 'js/dist/wasm.js')).href)
+  assert.equal(manifest.wasmFile, name)
+  assert.equal(manifest.wasmURL.href, pathToFileURL(join(installed, 'js/dist', name)).href)
+  // The example's server (what make demo serves) sends it that way.
+  const resp = await fetch(`${site.url}/node_modules/cableway/js/dist/${name}`, { method: 'HEAD' })
+  assert.equal(resp.status, 200)
+  assert.equal(resp.headers.get('content-type'), 'application/wasm')
+  assert.match(resp.headers.get('cache-control'), /\bimmutable\b/)
+  assert.match(resp.headers.get('cache-control'), /max-age=31536000/)
+  console.log(`# tarball ${size} bytes, unpacked ${unpacked} bytes, ${name} ${bytes.length} bytes, ${files.length} files`)
   assert.match(readFileSync(join(installed, 'LICENSE'), 'utf8'), /^MIT License[\s\S]*The Cableway authors/)
 })
 
@@ -198,7 +217,11 @@ process.exit(0)
 
 test('Node 20: an install without its WebAssembly files fails at once with a clear error', async () => {
   const dist = join(app, 'node_modules', 'cableway', 'js', 'dist')
-  for (const [file, message] of [['wasm_exec.js', /cannot load Go's WebAssembly runtime .*wasm_exec\.js/], ['cableway.wasm', /cannot read the WebAssembly module .*cableway\.wasm: ENOENT/]]) {
+  for (const [file, message] of [
+    ['wasm_exec.js', /cannot load Go's WebAssembly runtime .*wasm_exec\.js/],
+    [wasmName(), /cannot read the WebAssembly module .*cableway\.[0-9a-f]{16}\.wasm: ENOENT/],
+    ['wasm.js', /cannot load .*\/js\/dist\/wasm\.js, which names the WebAssembly module/],
+  ]) {
     renameSync(join(dist, file), join(dist, `${file}.away`))
     try {
       const out = await node('broken-check.mjs', `
