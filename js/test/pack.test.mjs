@@ -9,8 +9,10 @@
 //   - Node 20, the same install with its wasm_exec.js, .wasm or wasm.js removed:
 //     load(), createConsumer(...).ready and the drop-in fail with a clear
 //     error instead of hanging;
+//   - Node 20: the wasmModule option (a module compiled by the page);
 //   - headless Chromium: a page that imports the installed package (by an
-//     import map, as a bundler would resolve it) and chats through Rails.
+//     import map, as a bundler would resolve it), compiles its .wasm from
+//     <head> as js/README.md shows, and chats through Rails.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -252,9 +254,31 @@ process.exit(0)
   }
 })
 
+test('Node 20: the wasmModule option: a module compiled by the page is used, a failed one is reported and the next use compiles its own', async () => {
+  const out = await node('module-check.mjs', `
+import 'cableway/node'
+import { readFileSync } from 'node:fs'
+import { createConsumer, load } from 'cableway/node'
+import { wasmURL } from 'cableway/wasm.js'
+${prelude}
+await assert.rejects(within(load({ wasmModule: 42 }), 10000, 'load with a number'), /the wasmModule option must be a WebAssembly.Module/)
+await assert.rejects(within(load({ wasmModule: Promise.reject(new Error('boom')) }), 10000, 'load with a failed module'), /the page's WebAssembly module \\(the wasmModule option\\) failed: boom/)
+// Given a module, the loader does not read wasmURL (which names nothing here).
+await within(load({ wasmModule: WebAssembly.compile(readFileSync(wasmURL)), wasmURL: new URL('file:///nonexistent/cableway.wasm') }), 20000, 'load with a module')
+const c = createConsumer(RAILS_WS + '?token=secret-packmod')
+await within(c.ready, 20000, 'consumer ready')
+await c.disconnect()
+console.log('ok wasmModule')
+process.exit(0)
+`, 60000)
+  assert.match(out, /ok wasmModule/)
+})
+
 test('Chromium: a page that imports the installed package chats through Rails', async () => {
+  const wasm = `/node_modules/cableway/js/dist/${wasmName()}`
   writeFileSync(join(app, 'index.html'), `<!doctype html>
 <meta charset="utf-8">
+<script>self.cablewayModule = WebAssembly.compileStreaming(fetch('${wasm}'))</script>
 <script type="importmap">
 { "imports": {
   "cableway": "/node_modules/cableway/js/index.js",
@@ -266,7 +290,7 @@ test('Chromium: a page that imports the installed package chats through Rails', 
   import { install, createConsumer } from 'cableway'
   window.H = { events: [] }
   const push = (e) => H.events.push(e)
-  install(ActionCable)
+  install(ActionCable, { wasmModule: self.cablewayModule })
   const c = ActionCable.createConsumer(new URLSearchParams(location.search).get('cable'))
   H.chat = c.subscriptions.create({ channel: 'ChatChannel', room: 'pack-page' }, {
     connected: () => push({ kind: 'connected', transport: c.connection.webSocket.transport }),
@@ -287,5 +311,8 @@ test('Chromium: a page that imports the installed package chats through Rails', 
   await page.evaluate(() => H.chat.perform('speak', { text: 'from a page' }))
   assert.deepEqual((await take('received')).d, { user: 'packpage', text: 'from a page', room: 'pack-page' })
   assert.deepEqual(page.errors.map(String), [])
+  // The module the page compiled from <head> is the one that runs: the
+  // .wasm was fetched once.
+  assert.deepEqual(await page.evaluate(() => performance.getEntriesByType('resource').filter((e) => e.name.endsWith('.wasm')).map((e) => new URL(e.name).pathname)), [wasm])
   await page.close()
 })
