@@ -78,7 +78,7 @@ test('the tarball holds the package, one content-hashed wasm, the module naming 
   assert.ok(name, `no js/dist/cableway.<hash>.wasm in ${files.join(', ')}`)
   assert.deepEqual(files.sort(), [
     'LICENSE', 'README.md',
-    'js/README.md', 'js/consumer.js', `js/dist/${name}`, 'js/dist/wasm.js', 'js/dist/wasm_exec.js',
+    'js/README.md', 'js/consumer.js', `js/dist/${name}`, 'js/dist/wasm.d.ts', 'js/dist/wasm.js', 'js/dist/wasm_exec.js',
     'js/index.d.ts', 'js/index.js', 'js/loader.js', 'js/node.d.ts', 'js/node.js', 'js/socket.js',
     'package.json',
   ].sort())
