@@ -54,8 +54,16 @@ export interface SocketClassOptions extends ConnectionOptions {
 
 /** Options of the WebAssembly instance. */
 export interface LoadOptions {
-  /** Where cableway.wasm is served (default: new URL('./dist/cableway.wasm', import.meta.url)). */
+  /** Where the WebAssembly module is served (default: the package's content-hashed js/dist/cableway.<hash>.wasm, named by js/dist/wasm.js). */
   wasmURL?: string | URL
+  /**
+   * The WebAssembly module, or a promise of it, compiled by the page: e.g.
+   * `WebAssembly.compileStreaming(fetch('…/cableway.<hash>.wasm'))` in an
+   * inline script in `<head>`, which starts before the package's modules
+   * have arrived. Used once: if it fails, `load()` rejects saying so, and
+   * the next use compiles from `wasmURL`.
+   */
+  wasmModule?: WebAssembly.Module | PromiseLike<WebAssembly.Module>
   /**
    * A WebSocket class for where none is global (Node 20: the `ws` package).
    * It is used by cableway only; globalThis is not changed.

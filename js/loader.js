@@ -20,7 +20,8 @@
 // the next use starts a fresh instance from the compiled module.
 
 const config = {
-  wasmURL: undefined, // default: ./dist/cableway.wasm next to this file
+  wasmURL: undefined, // default: the hashed file ./dist/wasm.js names
+  wasmModule: undefined, // a WebAssembly.Module, or a promise of one, compiled by the page
   WebSocket: undefined,
   origin: undefined,
   headers: undefined,
@@ -60,17 +61,31 @@ export function load(options = {}) {
   return current
 }
 
-function wasmURL() {
-  const u = config.wasmURL ?? new URL('./dist/cableway.wasm', import.meta.url)
-  return u instanceof URL ? u : new URL(String(u), globalThis.location?.href ?? import.meta.url)
-}
-
 const notBuilt = 'a packed cableway ships it; from a checkout, run `npm run build` first'
+
+// wasmURL resolves to where the .wasm is: the wasmURL option, or the
+// content-hashed file of the package, which js/dist/wasm.js (written by
+// js/build.mjs with it) names.
+async function wasmURL() {
+  if (config.wasmURL !== undefined) {
+    const u = config.wasmURL
+    return u instanceof URL ? u : new URL(String(u), globalThis.location?.href ?? import.meta.url)
+  }
+  let built
+  try {
+    built = await import('./dist/wasm.js')
+  } catch (err) {
+    const file = new URL('./dist/wasm.js', import.meta.url)
+    throw new Error(`cableway: cannot load ${file.protocol === 'file:' ? file.pathname : file}, which names the WebAssembly module: ${err.message} (${notBuilt}, or pass wasmURL)`, { cause: err })
+  }
+  if (!(built.wasmURL instanceof URL)) throw new Error('cableway: dist/wasm.js does not export wasmURL')
+  return built.wasmURL
+}
 
 // compile fetches (or reads) and compiles the .wasm. Every failure rejects
 // with an error that names the file and what to do.
 async function compile() {
-  const url = wasmURL()
+  const url = await wasmURL()
   let bytes
   if (url.protocol === 'file:' && isNode) {
     const { readFile } = await import('node:fs/promises')
@@ -84,9 +99,9 @@ async function compile() {
     try {
       resp = await fetch(url)
     } catch (err) {
-      throw new Error(`cableway: cannot fetch the WebAssembly module ${url}: ${err.message} (serve js/dist/cableway.wasm there, or pass wasmURL)`, { cause: err })
+      throw new Error(`cableway: cannot fetch the WebAssembly module ${url}: ${err.message} (serve the package's js/dist/ files there, or pass wasmURL)`, { cause: err })
     }
-    if (!resp.ok) throw new Error(`cableway: fetching the WebAssembly module ${url} failed with HTTP ${resp.status} (serve js/dist/cableway.wasm there, or pass wasmURL)`)
+    if (!resp.ok) throw new Error(`cableway: fetching the WebAssembly module ${url} failed with HTTP ${resp.status} (serve the package's js/dist/ files there, or pass wasmURL)`)
     if (WebAssembly.compileStreaming && resp.headers.get('content-type')?.startsWith('application/wasm')) {
       try {
         return await WebAssembly.compileStreaming(resp)
@@ -147,10 +162,25 @@ function webSocketClass() {
   throw new Error("cableway: no WebSocket here; pass one: load({ WebSocket: (await import('ws')).WebSocket })")
 }
 
+// given takes the module the page compiled (the wasmModule option), once:
+// if it fails, the next start compiles from wasmURL itself.
+async function given() {
+  const m = config.wasmModule
+  config.wasmModule = undefined
+  let compiled
+  try {
+    compiled = await m
+  } catch (err) {
+    throw new Error(`cableway: the page's WebAssembly module (the wasmModule option) failed: ${err?.message ?? err}`, { cause: err })
+  }
+  if (!(compiled instanceof WebAssembly.Module)) throw new TypeError('cableway: the wasmModule option must be a WebAssembly.Module or a promise of one')
+  return compiled
+}
+
 async function start() {
   const WS = webSocketClass()
   if (!module) {
-    module = compile()
+    module = config.wasmModule !== undefined ? given() : compile()
     module.catch(() => { module = undefined })
   }
   // Go's runtime loads while the module compiles, not before.

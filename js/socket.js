@@ -303,8 +303,8 @@ export function cableSocketWith(options = {}) {
  * installed class.
  */
 export function install(ActionCable, options = {}) {
-  const { wasmURL, WebSocket, origin, headers, ...socketOptions } = options
-  load({ wasmURL, WebSocket, origin, headers }).catch(() => {}) // start early; sockets report failures
+  const { wasmURL, wasmModule, WebSocket, origin, headers, ...socketOptions } = options
+  load({ wasmURL, wasmModule, WebSocket, origin, headers }).catch(() => {}) // start early; sockets report failures
   const cls = cableSocketWith(socketOptions)
   if (ActionCable?.adapters && 'WebSocket' in ActionCable.adapters) ActionCable.adapters.WebSocket = cls
   else if (ActionCable && 'WebSocket' in ActionCable) ActionCable.WebSocket = cls

@@ -2,7 +2,7 @@
 
 // Package wasm is the WebAssembly half of the cableway npm package: thin
 // bindings that let JavaScript use the Go sdk. The program is
-// wasm/cmd/cableway (built by js/build.mjs into js/dist/cableway.wasm). It has no protocol logic of
+// wasm/cmd/cableway (built by js/build.mjs into js/dist/cableway.<hash>.wasm). It has no protocol logic of
 // its own: frames are decoded and encoded by sdk/protocol, connections are
 // made by an sdk transport, and the consumer is sdk/cable.
 //

@@ -1,6 +1,6 @@
 // A tiny static file server for the browser example and the tests.
 //   node examples/browser/serve.mjs [PORT]   → http://127.0.0.1:PORT/examples/browser/
-// It serves the repository root (the page, js/ with js/dist/cableway.wasm,
+// It serves the repository root (the page, js/ with js/dist/cableway.<hash>.wasm,
 // and node_modules/@rails/actioncable), read-only, to 127.0.0.1 only.
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
@@ -31,7 +31,9 @@ export function serve({ dir = fileURLToPath(new URL('../..', import.meta.url)), 
       res.writeHead(200, {
         'content-type': types[extname(file)] ?? 'application/octet-stream',
         'content-length': st.size,
-        'cache-control': 'no-cache',
+        // cableway's .wasm is named by its content (js/build.mjs): it never
+        // changes under that name, so browsers need not even revalidate it.
+        'cache-control': /\/cableway\.[0-9a-f]{16}\.wasm$/.test(file) ? 'public, max-age=31536000, immutable' : 'no-cache',
       })
       createReadStream(file).pipe(res)
     } catch {

@@ -33,17 +33,26 @@ export async function packed() {
 
 const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html; charset=utf-8' }
 
+/** What js/README.md tells users to serve a content-hashed .wasm with. */
+export const immutable = 'public, max-age=31536000, immutable'
+const hashed = /\/cableway\.[0-9a-f]{16}\.wasm$/
+
 /**
  * Serves on 127.0.0.1: /cableway/… the package at pkg, /actioncable.js the
  * official client (8.x) of this checkout, /<name>.html the HTML that
  * pages[name](searchParams) returns, and /base/… the package at base if
  * given (another version, to compare). Files carry an ETag and
- * `cache-control: no-cache`: a warm visit revalidates each (304).
+ * `cache-control: no-cache` (a warm visit revalidates each, 304), but the
+ * content-hashed .wasm under /cableway/ and /base/, served as js/README.md
+ * says (`immutable`: a warm visit takes it from the cache without asking).
+ * /cableway-revalidate/… is the package at pkg with every file no-cache,
+ * the .wasm too (as before it had a hashed name).
  */
 export async function serve(pkg, pages = {}, base) {
   const mounts = [
-    ['/cableway/', normalize(pkg + sep)],
-    ...(base ? [['/base/', normalize(base + sep)]] : []),
+    ['/cableway/', normalize(pkg + sep), true],
+    ['/cableway-revalidate/', normalize(pkg + sep), false],
+    ...(base ? [['/base/', normalize(base + sep), true]] : []),
     ['/actioncable.js', join(root, 'node_modules', '@rails', 'actioncable', 'app', 'assets', 'javascripts', 'actioncable.js')],
   ]
   const etags = new Map()
@@ -70,7 +79,8 @@ export async function serve(pkg, pages = {}, base) {
         tag = { mtime: st.mtimeMs, etag: `"${createHash('sha1').update(await readFile(file)).digest('hex')}"` }
         etags.set(file, tag)
       }
-      const headers = { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache', etag: tag.etag }
+      const cache = m[2] && hashed.test(file) ? immutable : 'no-cache'
+      const headers = { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': cache, etag: tag.etag }
       if (req.headers['if-none-match'] === tag.etag) return res.writeHead(304, headers).end()
       res.writeHead(200, { ...headers, 'content-length': st.size })
       res.end(await readFile(file))

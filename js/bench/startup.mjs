@@ -11,16 +11,21 @@
 // drop-in, creates a consumer and subscribes; the drop-in page carries the
 // preload hint js/README.md documents. The feed is js/bench/feed.mjs (a
 // Node `ws` ActionCable peer) on 127.0.0.1. Files are served with an ETag
-// and `cache-control: no-cache` (a warm visit revalidates each file, 304).
+// and `cache-control: no-cache` (a warm visit revalidates each file, 304),
+// but the hashed .wasm (see site.mjs).
 //
-// Modes (BENCH_MODES, default plain,cable): plain, cable, cable-nopreload
-// (the drop-in without the preload hints) and base (the drop-in from the
-// unpacked package CABLEWAY_BENCH_BASE names, e.g. an earlier version).
+// Modes (BENCH_MODES, default plain,cable): plain, cable (the content-
+// hashed .wasm served `immutable`, as js/README.md says), cable-revalidate
+// (the same package with the .wasm served no-cache, revalidated on a warm
+// visit), cable-nopreload (the drop-in without the preload hints) and base
+// (the drop-in from the unpacked package CABLEWAY_BENCH_BASE names, e.g.
+// an earlier version).
 //
 // Printed: medians over the rounds of the time from ActionCable loaded to
 // the first `connected` (and from navigation start), and for the drop-in
 // where it went (see phases below). BENCH_JSON=1 also prints one JSON line
 // for js/bench/table*.
+import { readdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -35,27 +40,48 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 // compilation); a return visit comes later than that.
 const settleMs = Number(process.env.BENCH_SETTLE_MS ?? 4000)
 
-// hints are the preload hints js/README.md documents, for the package
-// served at pkg: the .wasm, and every module of the package (a module's
-// imports are otherwise fetched only once it has arrived).
-const hints = (pkg) => [
-  `<link rel="preload" href="${pkg}/js/dist/cableway.wasm" as="fetch" type="application/wasm" crossorigin>`,
-  ...['index.js', 'socket.js', 'loader.js', 'consumer.js', 'dist/wasm_exec.js'].map((f) => `<link rel="modulepreload" href="${pkg}/js/${f}">`),
+// hints are the hints js/README.md documents, for the package served at
+// pkg: every module of the package (a module's imports are otherwise
+// fetched only once it has arrived), and with preloadWasm the .wasm too
+// (as documented before: Chromium then does not use its compiled code on
+// a return visit, see the `code cache` figure).
+const hints = (pkg, wasm, preloadWasm) => [
+  ...(preloadWasm ? [`<link rel="preload" href="${wasm}" as="fetch" type="application/wasm" crossorigin>`] : []),
+  ...['index.js', 'socket.js', 'loader.js', 'consumer.js', 'dist/wasm.js', 'dist/wasm_exec.js'].map((f) => `<link rel="modulepreload" href="${pkg}/js/${f}">`),
 ].join('\n')
 
-// page returns the HTML of a test page for mode: plain, cable (with the
-// preload hint) or cable-nopreload.
-function page(mode, feedURL) {
-  const cable = mode !== 'plain'
-  const pkg = mode === 'base' ? '/base' : '/cableway'
+// wasmFile returns the name of the .wasm in the unpacked package at dir:
+// the content-hashed one, or cableway.wasm (an earlier version's).
+const wasmFile = (dir) => readdirSync(join(dir, 'js', 'dist')).find((f) => /^cableway\.[0-9a-f]+\.wasm$/.test(f)) ?? 'cableway.wasm'
+
+// The pages, by mode: the package's mount, whether the page has the
+// module hints, whether it preloads the .wasm, and whether an inline
+// script in <head> starts compiling it (compileStreaming on a fetch, handed
+// to install() as wasmModule).
+const modePages = {
+  cable: { pkg: '/cableway', hints: true, inline: true }, // as js/README.md says
+  'cable-preload': { pkg: '/cableway', hints: true, preloadWasm: true }, // the page js/README.md described before
+  'cable-late': { pkg: '/cableway', hints: true }, // the module hints only: install() starts the fetch
+  'cable-revalidate': { pkg: '/cableway-revalidate', hints: true, inline: true }, // the .wasm served no-cache
+  'cable-nopreload': { pkg: '/cableway' }, // no hints at all
+  base: { pkg: '/base', hints: true, preloadWasm: true }, // an earlier version, with its documented hints
+}
+
+// page returns the HTML of a test page for mode (plain or one of
+// modePages).
+function page(mode, feedURL, wasm) {
+  const cable = modePages[mode]
+  if (mode !== 'plain' && !cable) throw new Error(`unknown mode ${mode}`)
+  const file = cable && `${cable.pkg}/js/dist/${wasm[mode === 'base' ? 'base' : 'pkg']}`
   return `<!doctype html>
 <meta charset="utf-8">
 <title>startup ${mode}</title>
-${mode === 'cable' || mode === 'base' ? hints(pkg) : ''}
+${cable?.hints ? hints(cable.pkg, file, cable.preloadWasm) : ''}
+${cable?.inline ? `<script>self.cablewayModule = WebAssembly.compileStreaming(fetch('${file}'))</script>` : ''}
 <script src="/actioncable.js"></script>
 <script>performance.mark('actioncable')</script>
 <script type="module">
-${cable ? `import { install } from '${pkg}/js/index.js'\ninstall(ActionCable)` : ''}
+${cable ? `import { install } from '${cable.pkg}/js/index.js'\ninstall(ActionCable${cable.inline ? ', { wasmModule: self.cablewayModule }' : ''})` : ''}
 const consumer = ActionCable.createConsumer(${JSON.stringify(feedURL)})
 consumer.subscriptions.create({ channel: 'Bench' }, {
   connected() {
@@ -116,6 +142,28 @@ const probe = () => {
   })
 }
 
+// trace starts recording V8's WebAssembly trace events of page p (light:
+// one category); stop() resolves to {codeCache, lazyMs}: whether the
+// module came from Chromium's code cache (V8 deserialized it instead of
+// compiling: the cache is keyed by the .wasm's URL and response time, and
+// written once V8 has settled on a visit), and the main thread's time in
+// lazy compilation (V8 compiles a function when it is first called).
+async function trace(context, p) {
+  const cdp = await context.newCDPSession(p)
+  const events = []
+  cdp.on('Tracing.dataCollected', (d) => events.push(...d.value))
+  const complete = new Promise((res) => cdp.once('Tracing.tracingComplete', res))
+  await cdp.send('Tracing.start', { traceConfig: { includedCategories: ['v8.wasm'] }, transferMode: 'ReportEvents' })
+  return {
+    async stop() {
+      await cdp.send('Tracing.end')
+      await complete
+      const sum = (name) => events.filter((e) => e.name === name).reduce((n, e) => n + (e.dur ?? 0) / 1000, 0)
+      return { codeCache: events.some((e) => e.name === 'wasm.Deserialize'), lazyMs: sum('wasm.CompileLazy') }
+    },
+  }
+}
+
 // visit opens url in a new browser on profile dir, waits for the first
 // `connected`, and returns the page's figures.
 async function visit(dir, url) {
@@ -129,6 +177,7 @@ async function visit(dir, url) {
     const p = context.pages()[0] ?? (await context.newPage())
     const errors = []
     p.on('pageerror', (e) => errors.push(e))
+    const tracing = await trace(context, p)
     await p.goto(url)
     await p.waitForFunction(() => window.result, null, { timeout: 30000 }).catch((err) => {
       throw new Error(`${url}: no connected within 30 s${errors.length ? `: ${errors.join('; ')}` : ''}`, { cause: err })
@@ -141,11 +190,13 @@ async function visit(dir, url) {
         ...window.phases,
         navStart: nav.startTime,
         wasmFetchStart: wasm?.fetchStart,
+        wasmResponseStart: wasm?.responseStart,
         wasmFetchEnd: wasm?.responseEnd,
         wasmStatus: wasm?.responseStatus,
         wasmBytes: wasm?.transferSize,
       }
     })
+    Object.assign(r, await tracing.stop())
     await new Promise((res) => setTimeout(res, settleMs)) // see settleMs
     return r
   } finally {
@@ -157,7 +208,9 @@ const ms = (x) => (Number.isNaN(x) ? '–' : `${x.toFixed(0)} ms`)
 
 const pkg = await packed()
 const feed = await startFeed()
-const site = await serve(pkg.dir, { startup: (q) => page(q.get('mode'), feed.url) }, process.env.CABLEWAY_BENCH_BASE)
+const base = process.env.CABLEWAY_BENCH_BASE
+const wasm = { pkg: wasmFile(pkg.dir), base: base && wasmFile(base) }
+const site = await serve(pkg.dir, { startup: (q) => page(q.get('mode'), feed.url, wasm) }, base)
 const modes = (process.env.BENCH_MODES ?? 'plain,cable').split(',')
 const runs = {} // `${mode} ${cache}` → [figures]
 try {
@@ -185,12 +238,18 @@ for (const [key, list] of Object.entries(runs)) {
   const fromNav = median(list.map((x) => x.connected))
   out[key] = { fromLoadedMs: fromLoaded, fromNavigationMs: fromNav, rounds: list.map((x) => +(x.connected - x.actioncable).toFixed(1)) }
   let line = `${key.padEnd(22)} connected ${ms(fromLoaded).padStart(7)} after loaded, ${ms(fromNav).padStart(7)} after navigation start  [${out[key].rounds.join(', ')}]`
-  if (key.startsWith('cable') || key.startsWith('base')) {
+  if (!key.startsWith('plain')) {
     const ph = (a, b) => median(list.map((x) => x[b] - x[a]))
     line += `\n${''.padEnd(22)} phases: wasm fetch ${ms(ph('wasmFetchStart', 'wasmFetchEnd'))} (status ${list[0].wasmStatus}, ${list[0].wasmBytes} B over the wire)` +
+      `, compiled code from the cache in ${list.filter((x) => x.codeCache).length} of ${list.length}` +
       `, compile ${ms(ph('compileStart', 'compileEnd'))}, instantiate ${ms(ph('instantiateStart', 'instantiateEnd'))}` +
-      `, Go start ${ms(ph('runStart', 'runEnd'))}, Go started → connected ${ms(ph('runEnd', 'connected'))}` +
-      `; loaded → fetch start ${ms(ph('actioncable', 'wasmFetchStart'))}`
+      `, Go start ${ms(ph('runStart', 'runEnd'))} (lazy compilation ${ms(median(list.map((x) => x.lazyMs)))})` +
+      `, Go started → connected ${ms(ph('runEnd', 'connected'))}` +
+      `; loaded → fetch start ${ms(ph('actioncable', 'wasmFetchStart'))}` +
+      `\n${''.padEnd(22)} timeline from loaded: ` +
+      [['wasm fetch', 'wasmFetchStart'], ['first byte', 'wasmResponseStart'], ['compile', 'compileStart'], ['last byte', 'wasmFetchEnd'],
+        ['compiled', 'compileEnd'], ['Go run', 'runStart'], ['Go started', 'runEnd'], ['socket', 'wsNew'], ['open', 'wsOpen'], ['connected', 'connected']]
+        .map(([name, key]) => `${name} ${ms(ph('actioncable', key))}`).join(', ')
   }
   const ph = (a, b) => median(list.map((x) => x[b] - x[a]))
   line += `\n${''.padEnd(22)} socket: loaded → new WebSocket ${ms(ph('actioncable', 'wsNew'))}, → open ${ms(ph('wsNew', 'wsOpen'))}, → welcome ${ms(ph('wsOpen', 'wsMsg1'))}, → subscribe sent ${ms(ph('wsMsg1', 'wsSend'))}, → confirm ${ms(ph('wsSend', 'wsMsg2'))}, → connected ${ms(ph('wsMsg2', 'connected'))}`

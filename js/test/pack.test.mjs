@@ -6,16 +6,20 @@
 //     client with the drop-in against the example Rails app (subscribe,
 //     echo, broadcast), and the fall back to long-polling through the
 //     bridge when the WebSocket is refused;
-//   - Node 20, the same install with its wasm_exec.js or .wasm removed:
+//   - Node 20, the same install with its wasm_exec.js, .wasm or wasm.js removed:
 //     load(), createConsumer(...).ready and the drop-in fail with a clear
 //     error instead of hanging;
+//   - Node 20: the wasmModule option (a module compiled by the page);
 //   - headless Chromium: a page that imports the installed package (by an
-//     import map, as a bundler would resolve it) and chats through Rails.
+//     import map, as a bundler would resolve it), compiles its .wasm from
+//     <head> as js/README.md shows, and chats through Rails.
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { after, before, test } from 'node:test'
 import { promisify } from 'node:util'
 import { serve } from '../../examples/browser/serve.mjs'
@@ -66,21 +70,38 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true })
 })
 
-test('the tarball holds the package, the wasm and wasm_exec.js, and nothing else', () => {
+// wasmName is the content-hashed name of the packed .wasm (js/build.mjs).
+const wasmName = () => files.find((f) => /^js\/dist\/cableway\.[0-9a-f]{16}\.wasm$/.test(f))?.slice('js/dist/'.length)
+
+test('the tarball holds the package, one content-hashed wasm, the module naming it and wasm_exec.js, and nothing else', async () => {
+  const name = wasmName()
+  assert.ok(name, `no js/dist/cableway.<hash>.wasm in ${files.join(', ')}`)
   assert.deepEqual(files.sort(), [
     'LICENSE', 'README.md',
-    'js/README.md', 'js/consumer.js', 'js/dist/cableway.wasm', 'js/dist/wasm_exec.js',
+    'js/README.md', 'js/consumer.js', `js/dist/${name}`, 'js/dist/wasm.d.ts', 'js/dist/wasm.js', 'js/dist/wasm_exec.js',
     'js/index.d.ts', 'js/index.js', 'js/loader.js', 'js/node.d.ts', 'js/node.js', 'js/socket.js',
     'package.json',
-  ])
+  ].sort())
   const size = statSync(tarball).size
   assert.ok(size < maxTarball, `tarball is ${size} bytes, more than ${maxTarball}`)
   const installed = join(app, 'node_modules', 'cableway')
   const unpacked = files.reduce((n, f) => n + statSync(join(installed, f)).size, 0)
   assert.ok(unpacked < maxUnpacked, `unpacked ${unpacked} bytes, more than ${maxUnpacked}`)
-  const wasm = statSync(join(installed, 'js/dist/cableway.wasm')).size
-  assert.ok(wasm > minWasm, `cableway.wasm is only ${wasm} bytes`)
-  console.log(`# tarball ${size} bytes, unpacked ${unpacked} bytes, cableway.wasm ${wasm} bytes, ${files.length} files`)
+  const bytes = readFileSync(join(installed, 'js/dist', name))
+  assert.ok(bytes.length > minWasm, `${name} is only ${bytes.length} bytes`)
+  // The name is the content's: a changed module gets a new name, so the
+  // file may be served immutable.
+  assert.equal(name, `cableway.${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}.wasm`)
+  const manifest = await import(pathToFileURL(join(installed, 'js/dist/wasm.js')).href)
+  assert.equal(manifest.wasmFile, name)
+  assert.equal(manifest.wasmURL.href, pathToFileURL(join(installed, 'js/dist', name)).href)
+  // The example's server (what make demo serves) sends it that way.
+  const resp = await fetch(`${site.url}/node_modules/cableway/js/dist/${name}`, { method: 'HEAD' })
+  assert.equal(resp.status, 200)
+  assert.equal(resp.headers.get('content-type'), 'application/wasm')
+  assert.match(resp.headers.get('cache-control'), /\bimmutable\b/)
+  assert.match(resp.headers.get('cache-control'), /max-age=31536000/)
+  console.log(`# tarball ${size} bytes, unpacked ${unpacked} bytes, ${name} ${bytes.length} bytes, ${files.length} files`)
   assert.match(readFileSync(join(installed, 'LICENSE'), 'utf8'), /^MIT License[\s\S]*The Cableway authors/)
 })
 
@@ -198,7 +219,11 @@ process.exit(0)
 
 test('Node 20: an install without its WebAssembly files fails at once with a clear error', async () => {
   const dist = join(app, 'node_modules', 'cableway', 'js', 'dist')
-  for (const [file, message] of [['wasm_exec.js', /cannot load Go's WebAssembly runtime .*wasm_exec\.js/], ['cableway.wasm', /cannot read the WebAssembly module .*cableway\.wasm: ENOENT/]]) {
+  for (const [file, message] of [
+    ['wasm_exec.js', /cannot load Go's WebAssembly runtime .*wasm_exec\.js/],
+    [wasmName(), /cannot read the WebAssembly module .*cableway\.[0-9a-f]{16}\.wasm: ENOENT/],
+    ['wasm.js', /cannot load .*\/js\/dist\/wasm\.js, which names the WebAssembly module/],
+  ]) {
     renameSync(join(dist, file), join(dist, `${file}.away`))
     try {
       const out = await node('broken-check.mjs', `
@@ -229,9 +254,31 @@ process.exit(0)
   }
 })
 
+test('Node 20: the wasmModule option: a module compiled by the page is used, a failed one is reported and the next use compiles its own', async () => {
+  const out = await node('module-check.mjs', `
+import 'cableway/node'
+import { readFileSync } from 'node:fs'
+import { createConsumer, load } from 'cableway/node'
+import { wasmURL } from 'cableway/wasm.js'
+${prelude}
+await assert.rejects(within(load({ wasmModule: 42 }), 10000, 'load with a number'), /the wasmModule option must be a WebAssembly.Module/)
+await assert.rejects(within(load({ wasmModule: Promise.reject(new Error('boom')) }), 10000, 'load with a failed module'), /the page's WebAssembly module \\(the wasmModule option\\) failed: boom/)
+// Given a module, the loader does not read wasmURL (which names nothing here).
+await within(load({ wasmModule: WebAssembly.compile(readFileSync(wasmURL)), wasmURL: new URL('file:///nonexistent/cableway.wasm') }), 20000, 'load with a module')
+const c = createConsumer(RAILS_WS + '?token=secret-packmod')
+await within(c.ready, 20000, 'consumer ready')
+await c.disconnect()
+console.log('ok wasmModule')
+process.exit(0)
+`, 60000)
+  assert.match(out, /ok wasmModule/)
+})
+
 test('Chromium: a page that imports the installed package chats through Rails', async () => {
+  const wasm = `/node_modules/cableway/js/dist/${wasmName()}`
   writeFileSync(join(app, 'index.html'), `<!doctype html>
 <meta charset="utf-8">
+<script>self.cablewayModule = WebAssembly.compileStreaming(fetch('${wasm}'))</script>
 <script type="importmap">
 { "imports": {
   "cableway": "/node_modules/cableway/js/index.js",
@@ -243,7 +290,7 @@ test('Chromium: a page that imports the installed package chats through Rails', 
   import { install, createConsumer } from 'cableway'
   window.H = { events: [] }
   const push = (e) => H.events.push(e)
-  install(ActionCable)
+  install(ActionCable, { wasmModule: self.cablewayModule })
   const c = ActionCable.createConsumer(new URLSearchParams(location.search).get('cable'))
   H.chat = c.subscriptions.create({ channel: 'ChatChannel', room: 'pack-page' }, {
     connected: () => push({ kind: 'connected', transport: c.connection.webSocket.transport }),
@@ -264,5 +311,8 @@ test('Chromium: a page that imports the installed package chats through Rails', 
   await page.evaluate(() => H.chat.perform('speak', { text: 'from a page' }))
   assert.deepEqual((await take('received')).d, { user: 'packpage', text: 'from a page', room: 'pack-page' })
   assert.deepEqual(page.errors.map(String), [])
+  // The module the page compiled from <head> is the one that runs: the
+  // .wasm was fetched once.
+  assert.deepEqual(await page.evaluate(() => performance.getEntriesByType('resource').filter((e) => e.name.endsWith('.wasm')).map((e) => new URL(e.name).pathname)), [wasm])
   await page.close()
 })

@@ -3,7 +3,6 @@ package cable
 import (
 	"context"
 	"log/slog"
-	"net/textproto"
 	"time"
 
 	"github.com/cableway/cableway/sdk/backoff"
@@ -102,7 +101,7 @@ func WithHeaderFunc(f HeaderFunc) Option {
 // options: its value is added to theirs.
 func WithHeader(key, value string) Option {
 	return func(o *options) {
-		o.fixed = append(o.fixed, [2]string{textproto.CanonicalMIMEHeaderKey(key), value})
+		o.fixed = append(o.fixed, [2]string{canonicalHeaderKey(key), value})
 	}
 }
 
@@ -119,7 +118,7 @@ func (o *options) headers(ctx context.Context) (map[string][]string, error) {
 			return nil, err
 		}
 		for k, v := range p {
-			ck := textproto.CanonicalMIMEHeaderKey(k)
+			ck := canonicalHeaderKey(k)
 			h[ck] = append(h[ck], v...)
 		}
 	}
