@@ -306,14 +306,14 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 	t0 := time.Now()
 	start := time.Now().UTC()
 
-	var openCreate, openAttach time.Duration
+	var open openResult
 	if o.open > 0 {
 		fmt.Fprintf(stderr, "open: %d sessions …\n", o.open)
-		openCreate, openAttach, err = measureOpen(ctx, o, argv0, t0)
+		open, err = measureOpen(ctx, o, argv0, t0, stderr)
 		if err != nil {
 			return nil, fmt.Errorf("open %d: %w", o.open, err)
 		}
-		fmt.Fprintf(stderr, "open: create %v, attach+subscribe %v\n", openCreate.Round(time.Millisecond), openAttach.Round(time.Millisecond))
+		fmt.Fprintf(stderr, "open: create %v, attach+subscribe %v\n", open.create.Round(time.Millisecond), open.attach.Round(time.Millisecond))
 	}
 	var results []kResult
 	for _, k := range o.ks {
@@ -324,7 +324,7 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 		}
 		results = append(results, r)
 	}
-	report(stdout, o, desc, start, time.Since(t0), openCreate, openAttach, results)
+	report(stdout, o, desc, start, time.Since(t0), open, results)
 	return results, nil
 }
 
@@ -357,15 +357,23 @@ func (w *world) close() {
 	w.f.close()
 }
 
-func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time) (create, attach time.Duration, err error) {
+// openResult is the figures of the open phase.
+type openResult struct {
+	create, attach     time.Duration // the two steps (attach is 0 with -one-request)
+	bridgeCPU, selfCPU time.Duration // CPU of the bridge process and of this one (feeder and clients) during both
+}
+
+func (r openResult) total() time.Duration { return r.create + r.attach }
+
+func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, stderr io.Writer) (r openResult, err error) {
 	w, err := newWorld(ctx, o, argv0, t0)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer w.close()
 	c, err := newClient(w.b.base, t0, o.perIP, o.open)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer c.close()
 	sessions := make([]*session, o.open)
@@ -373,11 +381,31 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time) (
 		sessions[i] = c.newSession(i)
 	}
 	defer closeAll(sessions)
-	create, attach, err = openSessions(ctx, sessions, o.conc)
-	if err != nil {
-		err = fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
+	if o.profileDir != "" {
+		if err := profileStart(w.b); err != nil {
+			return r, err
+		}
 	}
-	return create, attach, err
+	cpu0, err := w.b.cpu()
+	if err != nil {
+		return r, err
+	}
+	self0 := selfCPU()
+	r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	if err != nil {
+		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
+	}
+	cpu1, err := w.b.cpu()
+	if err != nil {
+		return r, err
+	}
+	r.bridgeCPU, r.selfCPU = cpu1-cpu0, selfCPU()-self0
+	if o.profileDir != "" {
+		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%d.pprof", o.open)), stderr); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 func closeAll(sessions []*session) {
@@ -718,7 +746,7 @@ func gitRevision() string {
 	return strings.TrimSpace(string(out))
 }
 
-func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, openCreate, openAttach time.Duration, rs []kResult) {
+func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, open openResult, rs []kResult) {
 	load := "?"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(b))[:3], " ")
@@ -737,8 +765,9 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
 	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
 	if o.open > 0 {
-		fmt.Fprintf(w, "open %d sessions: create %.3f s, attach SSE + subscribe %.3f s, total %.3f s\n",
-			o.open, openCreate.Seconds(), openAttach.Seconds(), (openCreate + openAttach).Seconds())
+		fmt.Fprintf(w, "open %d sessions: create %.3f s, attach SSE + subscribe %.3f s, total %.3f s; CPU per session: bridge %.0f µs, bench (feeder+clients) %.0f µs\n",
+			o.open, open.create.Seconds(), open.attach.Seconds(), open.total().Seconds(),
+			float64(open.bridgeCPU.Microseconds())/float64(o.open), float64(open.selfCPU.Microseconds())/float64(o.open))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
