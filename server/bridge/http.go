@@ -26,6 +26,7 @@ import (
 func (b *Bridge) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sessions", b.create)
+	mux.HandleFunc("GET "+bridgewire.OpenSSEPath, b.openSSE)
 	mux.HandleFunc("GET /sessions/{sid}/sse", b.sse)
 	mux.HandleFunc("GET /sessions/{sid}/poll", b.poll)
 	mux.HandleFunc("POST /sessions/{sid}/send", b.send)
@@ -77,10 +78,100 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusCreated, bridgewire.Created{
+	writeJSON(w, http.StatusCreated, b.created(s))
+}
+
+// openSSE is the single-request open, GET /sessions/sse
+// (bridgewire.OpenSSEPath): it creates a session as POST /sessions does,
+// sends Rails a subscribe command for each "subscribe" parameter once the
+// welcome is in (the session's commands 1…n), and answers with the
+// session's event stream from cursor 0, its first event the session's
+// name and token (bridgewire.SessionEvent). One request instead of
+// three (create, stream, send): no round trip waits on another.
+func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(bridgewire.LastEventID) != "" {
+		// An EventSource reconnecting to the URL it was given: its
+		// session is at its own URL, and a new one would be a silent gap.
+		rc := sse.Start(w)
+		writeReset(w, bridgewire.ReasonBadCursor)
+		rc.Flush()
+		return
+	}
+	idents, rawQuery, err := splitSubscribe(r.URL.RawQuery)
+	if err != nil {
+		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	cmds := make([]protocol.Command, len(idents))
+	for i, id := range idents {
+		cmds[i] = protocol.Command{Command: protocol.CommandSubscribe, Identifier: id}
+		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
+			reason := "bad_command"
+			if errors.Is(err, protocol.ErrInvalidUTF8) {
+				reason = "invalid_utf8"
+			}
+			b.writeError(w, http.StatusBadRequest, reason, fmt.Sprintf("%s %d: %v", bridgewire.SubscribeParam, i, err))
+			return
+		}
+	}
+	s, ok := b.openSessionQuery(w, r, rawQuery)
+	if !ok {
+		return
+	}
+	if len(cmds) > 0 {
+		s.allowCommands(len(cmds)) // a new session's bucket holds more than MaxSubscribe
+		s.sendMu.Lock()
+		for i := range cmds {
+			// A failure means the upstream is gone: the stream tells the
+			// client so, with its last frame.
+			if s.up.SendCommand(r.Context(), &cmds[i]) != nil {
+				break
+			}
+			s.acked++
+			b.stats.commands.Add(1)
+		}
+		s.sendMu.Unlock()
+	}
+	sse.Start(w)
+	w.Write(bridgewire.AppendSession(nil, b.created(s)))
+	b.stream(w, r, s, 0)
+}
+
+// created is the description of a new session that its client is given.
+func (b *Bridge) created(s *session) bridgewire.Created {
+	return bridgewire.Created{
 		SID: s.id, Token: s.token, Epoch: s.epoch,
 		TTL: int(b.cfg.sessionTTL / time.Second), MaxBody: b.cfg.maxBodyBytes,
-	})
+	}
+}
+
+// splitSubscribe takes the subscribe parameters out of a query: the
+// identifiers, in order, and the rest of the query as it was written.
+func splitSubscribe(rawQuery string) (idents []string, rest string, err error) {
+	var kept []string
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, "", fmt.Errorf("the query does not parse: %w", err)
+		}
+		if key != bridgewire.SubscribeParam {
+			kept = append(kept, part)
+			continue
+		}
+		id, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("the query does not parse: %w", err)
+		}
+		if len(idents) == bridgewire.MaxSubscribe {
+			return nil, "", fmt.Errorf("at most %d %s parameters", bridgewire.MaxSubscribe, bridgewire.SubscribeParam)
+		}
+		idents = append(idents, id)
+	}
+	return idents, strings.Join(kept, "&"), nil
 }
 
 // upstreamURL is the upstream with the client's query added: browsers
@@ -274,6 +365,14 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 		rc.Flush()
 		return
 	}
+	b.stream(w, r, s, after)
+}
+
+// stream writes the frames of s after the cursor after to the event
+// stream w (started with sse.Start) until the client goes, a newer SSE
+// downstream replaces it, or the session ends or is reset.
+func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, s *session, after uint64) {
+	rc := http.NewResponseController(w)
 	ctx, detach := s.attach(r.Context(), downSSE)
 	defer detach()
 

@@ -81,6 +81,7 @@ type options struct {
 	paced       time.Duration
 	pad         int
 	open        int
+	openModes   []string // "two-step", "one-request"
 	conc        int
 	perIP       int
 	ack         time.Duration
@@ -112,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.paced, "paced", 5*time.Second, "paced phase duration")
 	fs.IntVar(&o.pad, "pad", 64, "bytes of padding in each broadcast")
 	fs.IntVar(&o.open, "open", 1000, "sessions of the open-time phase (0: skip it)")
+	modes := fs.String("open-mode", "two-step,one-request", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe) and/or "one-request" (GET /sessions/sse?subscribe=…)`)
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
@@ -143,6 +145,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.ks = append(o.ks, k)
 	}
 	o.bridgeArgs = strings.Fields(*bargs)
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		if m != modeTwoStep && m != modeOneRequest {
+			return o, fmt.Errorf("-open-mode: %q is neither %q nor %q", m, modeTwoStep, modeOneRequest)
+		}
+		o.openModes = append(o.openModes, m)
+	}
 	switch {
 	case o.blast < 0 || o.blastTotal < 0 || o.open < 0:
 		return o, errors.New("-blast, -blast-total and -open must not be negative")
@@ -306,14 +315,18 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 	t0 := time.Now()
 	start := time.Now().UTC()
 
-	var open openResult
-	if o.open > 0 {
-		fmt.Fprintf(stderr, "open: %d sessions …\n", o.open)
-		open, err = measureOpen(ctx, o, argv0, t0, stderr)
-		if err != nil {
-			return nil, fmt.Errorf("open %d: %w", o.open, err)
+	var opens []openResult
+	for _, mode := range o.openModes {
+		if o.open == 0 {
+			break
 		}
-		fmt.Fprintf(stderr, "open: create %v, attach+subscribe %v\n", open.create.Round(time.Millisecond), open.attach.Round(time.Millisecond))
+		fmt.Fprintf(stderr, "open: %d sessions, %s …\n", o.open, mode)
+		r, err := measureOpen(ctx, o, argv0, t0, mode, stderr)
+		if err != nil {
+			return nil, fmt.Errorf("open %d, %s: %w", o.open, mode, err)
+		}
+		fmt.Fprintf(stderr, "open %s: %v\n", mode, r.total().Round(time.Millisecond))
+		opens = append(opens, r)
 	}
 	var results []kResult
 	for _, k := range o.ks {
@@ -324,7 +337,7 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 		}
 		results = append(results, r)
 	}
-	report(stdout, o, desc, start, time.Since(t0), open, results)
+	report(stdout, o, desc, start, time.Since(t0), opens, results)
 	return results, nil
 }
 
@@ -357,15 +370,23 @@ func (w *world) close() {
 	w.f.close()
 }
 
+// Ways of opening a session (-open-mode).
+const (
+	modeTwoStep    = "two-step"
+	modeOneRequest = "one-request"
+)
+
 // openResult is the figures of the open phase.
 type openResult struct {
+	mode               string
 	create, attach     time.Duration // the two steps (attach is 0 with -one-request)
 	bridgeCPU, selfCPU time.Duration // CPU of the bridge process and of this one (feeder and clients) during both
 }
 
 func (r openResult) total() time.Duration { return r.create + r.attach }
 
-func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, stderr io.Writer) (r openResult, err error) {
+func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, mode string, stderr io.Writer) (r openResult, err error) {
+	r.mode = mode
 	w, err := newWorld(ctx, o, argv0, t0)
 	if err != nil {
 		return r, err
@@ -391,7 +412,11 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, s
 		return r, err
 	}
 	self0 := selfCPU()
-	r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	if mode == modeOneRequest {
+		r.create, err = openOneRequest(ctx, sessions, o.conc)
+	} else {
+		r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	}
 	if err != nil {
 		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
@@ -401,7 +426,7 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, s
 	}
 	r.bridgeCPU, r.selfCPU = cpu1-cpu0, selfCPU()-self0
 	if o.profileDir != "" {
-		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%d.pprof", o.open)), stderr); err != nil {
+		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d.pprof", mode, o.open)), stderr); err != nil {
 			return r, err
 		}
 	}
@@ -431,6 +456,20 @@ func openSessions(ctx context.Context, sessions []*session, conc int) (create, a
 		return s.attach(actx)
 	})
 	return create, time.Since(st), err
+}
+
+// openOneRequest opens every session with a single request each
+// (openOne) and returns the time it took.
+func openOneRequest(ctx context.Context, sessions []*session, conc int) (time.Duration, error) {
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(len(sessions))*30*time.Millisecond)
+	defer cancel()
+	st := time.Now()
+	err := openAll(octx, sessions, conc, func(ctx context.Context, s *session) error {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return s.openOne(actx)
+	})
+	return time.Since(st), err
 }
 
 // memSample is the bridge's memory figures at one moment.
@@ -746,7 +785,7 @@ func gitRevision() string {
 	return strings.TrimSpace(string(out))
 }
 
-func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, open openResult, rs []kResult) {
+func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, opens []openResult, rs []kResult) {
 	load := "?"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(b))[:3], " ")
@@ -764,9 +803,13 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	}
 	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
 	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
-	if o.open > 0 {
-		fmt.Fprintf(w, "open %d sessions: create %.3f s, attach SSE + subscribe %.3f s, total %.3f s; CPU per session: bridge %.0f µs, bench (feeder+clients) %.0f µs\n",
-			o.open, open.create.Seconds(), open.attach.Seconds(), open.total().Seconds(),
+	for _, open := range opens {
+		steps := "GET /sessions/sse?subscribe=…, until the confirmation is read from the stream"
+		if open.mode == modeTwoStep {
+			steps = fmt.Sprintf("create %.3f s + attach SSE and subscribe %.3f s", open.create.Seconds(), open.attach.Seconds())
+		}
+		fmt.Fprintf(w, "open %d sessions, %s: %.3f s (%s); CPU per session: bridge %.0f µs, bench (feeder+clients) %.0f µs\n",
+			o.open, open.mode, open.total().Seconds(), steps,
 			float64(open.bridgeCPU.Microseconds())/float64(o.open), float64(open.selfCPU.Microseconds())/float64(o.open))
 	}
 	fmt.Fprintln(w)
