@@ -131,11 +131,21 @@ func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
 			b.stats.commands.Add(1)
 		}
 		s.sendMu.Unlock()
+		// The head waits for Rails' answers (for at most openHold): the
+		// client then gets its session, the welcome and the answers in
+		// one write, and reads them at once.
+		t := time.NewTimer(openHold)
+		s.wait(r.Context(), uint64(s.acked), 0, t.C) // frames 1 (the welcome) … acked+1 are in
+		t.Stop()
 	}
 	sse.Start(w)
 	w.Write(bridgewire.AppendSession(nil, b.created(s)))
 	b.stream(w, r, s, 0)
 }
+
+// openHold bounds how long GET /sessions/sse holds its answer back for
+// Rails' answers to the subscriptions it sent.
+const openHold = 100 * time.Millisecond
 
 // created is the description of a new session that its client is given.
 func (b *Bridge) created(s *session) bridgewire.Created {
@@ -281,7 +291,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
 		return nil, false
 	}
-	b.cfg.logger.Info("bridge: session created", "session", s.id, "ip", ip)
+	b.cfg.logger.Debug("bridge: session created", "session", s.id, "ip", ip)
 	return s, true
 }
 

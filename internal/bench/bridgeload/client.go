@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/cableway/cableway/internal/bridgewire"
 )
 
@@ -101,6 +103,7 @@ type session struct {
 	doneAt   int64  // ns since t0 when the phase's last broadcast arrived
 	dead     string // why the stream ended for good ("" while it runs)
 	nc       net.Conn
+	direct   *websocket.Conn // -open-mode direct: the WebSocket to the feeder
 	// reconnects counts streams that ended without a reset and were
 	// resumed from the last event id, as EventSource does.
 	reconnects uint64
@@ -239,6 +242,43 @@ func (s *session) openOne(ctx context.Context) error {
 	}
 }
 
+// openDirect opens the session as a direct WebSocket client of the feeder
+// would, without the bridge: the handshake, the welcome, the subscribe and
+// its confirmation. It is the floor of any open that dials an upstream
+// per session.
+func (s *session) openDirect(ctx context.Context, feederURL string) error {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcAddr(s.src)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	c, _, err := websocket.Dial(ctx, feederURL, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"actioncable-v1-json"}})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		c.CloseNow()
+		return errors.New("closed")
+	}
+	s.direct = c
+	s.mu.Unlock()
+	subscribe := `{"command":"subscribe","identifier":` + strconv.Quote(benchIdentifier) + `}`
+	for welcomed := false; ; {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !welcomed && bytes.Contains(data, []byte(`"welcome"`)):
+			welcomed = true
+			if err := c.Write(ctx, websocket.MessageText, []byte(subscribe)); err != nil {
+				return err
+			}
+		case bytes.Contains(data, confirmKey):
+			return nil
+		}
+	}
+}
+
 // close ends the SSE stream (the session stays until the bridge stops).
 func (s *session) close() {
 	s.mu.Lock()
@@ -249,6 +289,9 @@ func (s *session) close() {
 	close(s.quit)
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.direct != nil {
+		s.direct.CloseNow()
 	}
 }
 

@@ -52,6 +52,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -63,6 +64,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -113,7 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.paced, "paced", 5*time.Second, "paced phase duration")
 	fs.IntVar(&o.pad, "pad", 64, "bytes of padding in each broadcast")
 	fs.IntVar(&o.open, "open", 1000, "sessions of the open-time phase (0: skip it)")
-	modes := fs.String("open-mode", "two-step,one-request", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe) and/or "one-request" (GET /sessions/sse?subscribe=…)`)
+	modes := fs.String("open-mode", "two-step,one-request", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe), "one-request" (GET /sessions/sse?subscribe=…), "direct" (no bridge: a WebSocket to the feeder, welcome, subscribe, confirmation; the floor of anything that dials an upstream per session)`)
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
@@ -147,8 +149,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.bridgeArgs = strings.Fields(*bargs)
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
-		if m != modeTwoStep && m != modeOneRequest {
-			return o, fmt.Errorf("-open-mode: %q is neither %q nor %q", m, modeTwoStep, modeOneRequest)
+		if m != modeTwoStep && m != modeOneRequest && m != modeDirect {
+			return o, fmt.Errorf("-open-mode: %q is not %q, %q or %q", m, modeTwoStep, modeOneRequest, modeDirect)
 		}
 		o.openModes = append(o.openModes, m)
 	}
@@ -374,6 +376,7 @@ func (w *world) close() {
 const (
 	modeTwoStep    = "two-step"
 	modeOneRequest = "one-request"
+	modeDirect     = "direct" // no bridge: WebSockets straight to the feeder
 )
 
 // openResult is the figures of the open phase.
@@ -381,6 +384,8 @@ type openResult struct {
 	mode               string
 	create, attach     time.Duration // the two steps (attach is 0 with -one-request)
 	bridgeCPU, selfCPU time.Duration // CPU of the bridge process and of this one (feeder and clients) during both
+	bridgeSys          time.Duration // the system (kernel) part of bridgeCPU
+	reads, writes      int64         // the bridge's read and write system calls during both (-1: unknown)
 }
 
 func (r openResult) total() time.Duration { return r.create + r.attach }
@@ -407,25 +412,46 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, m
 			return r, err
 		}
 	}
-	cpu0, err := w.b.cpu()
+	u0, s0, err := w.b.cpuSplit()
 	if err != nil {
 		return r, err
 	}
+	var selfProf bytes.Buffer
+	if o.profileDir != "" {
+		// This process too: the clients and the feeder.
+		if err := pprof.StartCPUProfile(&selfProf); err != nil {
+			return r, err
+		}
+	}
+	r0, w0, ioErr := w.b.procIO()
 	self0 := selfCPU()
-	if mode == modeOneRequest {
-		r.create, err = openOneRequest(ctx, sessions, o.conc)
-	} else {
+	switch mode {
+	case modeOneRequest:
+		r.create, err = openOneRequest(ctx, sessions, o.conc, (*session).openOne)
+	case modeDirect:
+		r.create, err = openOneRequest(ctx, sessions, o.conc, func(s *session, ctx context.Context) error { return s.openDirect(ctx, w.f.url) })
+	default:
 		r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
 	}
 	if err != nil {
 		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
-	cpu1, err := w.b.cpu()
+	u1, s1, err := w.b.cpuSplit()
 	if err != nil {
 		return r, err
 	}
-	r.bridgeCPU, r.selfCPU = cpu1-cpu0, selfCPU()-self0
+	r.bridgeCPU, r.bridgeSys, r.selfCPU = u1+s1-u0-s0, s1-s0, selfCPU()-self0
+	r.reads, r.writes = -1, -1
+	if r1, w1, err := w.b.procIO(); err == nil && ioErr == nil {
+		r.reads, r.writes = r1-r0, w1-w0
+	}
 	if o.profileDir != "" {
+		pprof.StopCPUProfile()
+		path := filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-bench.pprof", mode, o.open))
+		if err := os.WriteFile(path, selfProf.Bytes(), 0o644); err != nil {
+			return r, err
+		}
+		fmt.Fprintf(stderr, "== %s: the bench process (feeder and clients)\n", path)
 		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d.pprof", mode, o.open)), stderr); err != nil {
 			return r, err
 		}
@@ -460,14 +486,14 @@ func openSessions(ctx context.Context, sessions []*session, conc int) (create, a
 
 // openOneRequest opens every session with a single request each
 // (openOne) and returns the time it took.
-func openOneRequest(ctx context.Context, sessions []*session, conc int) (time.Duration, error) {
+func openOneRequest(ctx context.Context, sessions []*session, conc int, open func(*session, context.Context) error) (time.Duration, error) {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(len(sessions))*30*time.Millisecond)
 	defer cancel()
 	st := time.Now()
 	err := openAll(octx, sessions, conc, func(ctx context.Context, s *session) error {
 		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		return s.openOne(actx)
+		return open(s, actx)
 	})
 	return time.Since(st), err
 }
@@ -805,12 +831,16 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
 	for _, open := range opens {
 		steps := "GET /sessions/sse?subscribe=…, until the confirmation is read from the stream"
-		if open.mode == modeTwoStep {
+		switch open.mode {
+		case modeDirect:
+			steps = "no bridge: WebSocket to the feeder, welcome, subscribe, confirmation; the bridge process idles"
+		case modeTwoStep:
 			steps = fmt.Sprintf("create %.3f s + attach SSE and subscribe %.3f s", open.create.Seconds(), open.attach.Seconds())
 		}
-		fmt.Fprintf(w, "open %d sessions, %s: %.3f s (%s); CPU per session: bridge %.0f µs, bench (feeder+clients) %.0f µs\n",
+		n := float64(o.open)
+		fmt.Fprintf(w, "open %d sessions, %s: %.3f s (%s); per session: bridge CPU %.0f µs (%.0f %% system), %.1f reads + %.1f writes (syscalls); bench CPU (feeder+clients) %.0f µs\n",
 			o.open, open.mode, open.total().Seconds(), steps,
-			float64(open.bridgeCPU.Microseconds())/float64(o.open), float64(open.selfCPU.Microseconds())/float64(o.open))
+			float64(open.bridgeCPU.Microseconds())/n, 100*open.bridgeSys.Seconds()/max(open.bridgeCPU.Seconds(), 1e-9), float64(open.reads)/n, float64(open.writes)/n, float64(open.selfCPU.Microseconds())/n)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)

@@ -1,0 +1,31 @@
+package bridge
+
+import (
+	"slices"
+	"testing"
+)
+
+// splitSubscribe takes the subscribe parameters out of a query, decoded
+// and in order, and leaves every other parameter as the client wrote it.
+func TestSplitSubscribe(t *testing.T) {
+	for _, c := range []struct {
+		in, rest string
+		idents   []string
+	}{
+		{"", "", nil},
+		{"token=a%20b", "token=a%20b", nil},
+		{"subscribe=%7B%22channel%22%3A%22C%22%7D", "", []string{`{"channel":"C"}`}},
+		{"a=1&subscribe=x&b=x+y&subscribe=z&&c", "a=1&b=x+y&c", []string{"x", "z"}},
+		{"sub%73cribe=x&subscriber=y", "subscriber=y", []string{"x"}},
+	} {
+		idents, rest, err := splitSubscribe(c.in)
+		if err != nil || rest != c.rest || !slices.Equal(idents, c.idents) {
+			t.Errorf("splitSubscribe(%q) = %q, %q, %v; want %q, %q", c.in, idents, rest, err, c.idents, c.rest)
+		}
+	}
+	for _, bad := range []string{"subscribe=%zz", "%zz=1"} {
+		if _, _, err := splitSubscribe(bad); err == nil {
+			t.Errorf("splitSubscribe(%q): no error", bad)
+		}
+	}
+}
