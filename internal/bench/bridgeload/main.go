@@ -83,7 +83,8 @@ type options struct {
 	paced       time.Duration
 	pad         int
 	open        int
-	openModes   []string // "two-step", "one-request"
+	openModes   []string // "two-step", "one-request", "direct"
+	kMode       string   // how the K phases open their sessions: "two-step" or "one-request"
 	conc        int
 	perIP       int
 	ack         time.Duration
@@ -116,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pad, "pad", 64, "bytes of padding in each broadcast")
 	fs.IntVar(&o.open, "open", 1000, "sessions of the open-time phase (0: skip it)")
 	modes := fs.String("open-mode", "two-step,one-request", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe), "one-request" (GET /sessions/sse?subscribe=…), "direct" (no bridge: a WebSocket to the feeder, welcome, subscribe, confirmation; the floor of anything that dials an upstream per session)`)
+	fs.StringVar(&o.kMode, "k-open-mode", modeTwoStep, `how the K phases open their sessions: "two-step" or "one-request"`)
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
@@ -147,6 +149,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.ks = append(o.ks, k)
 	}
 	o.bridgeArgs = strings.Fields(*bargs)
+	if o.kMode != modeTwoStep && o.kMode != modeOneRequest {
+		return o, fmt.Errorf("-k-open-mode: %q is neither %q nor %q", o.kMode, modeTwoStep, modeOneRequest)
+	}
 	for _, m := range strings.Split(*modes, ",") {
 		m = strings.TrimSpace(m)
 		if m != modeTwoStep && m != modeOneRequest && m != modeDirect {
@@ -546,7 +551,12 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 		sessions[i] = c.newSession(i)
 	}
 	defer closeAll(sessions)
-	if r.create, r.attach, err = openSessions(ctx, sessions, o.conc); err != nil {
+	if o.kMode == modeOneRequest {
+		r.create, err = openOneRequest(ctx, sessions, o.conc, (*session).openOne)
+	} else {
+		r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	}
+	if err != nil {
 		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
 	if n := w.f.subscribers(); n != k {
@@ -828,7 +838,7 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 		coalesce = "one write per frame"
 	}
 	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
-	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
+	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d; K phases open %s\n", o.perIP, ack, o.conc, o.kMode)
 	for _, open := range opens {
 		steps := "GET /sessions/sse?subscribe=…, until the confirmation is read from the stream"
 		switch open.mode {
