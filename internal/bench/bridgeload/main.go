@@ -413,6 +413,9 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, m
 	}
 	defer closeAll(sessions)
 	if o.profileDir != "" {
+		if err := fetchAllocs(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-allocs-before.pprof", mode, o.open))); err != nil {
+			return r, err
+		}
 		if err := profileStart(w.b); err != nil {
 			return r, err
 		}
@@ -458,6 +461,9 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, m
 		}
 		fmt.Fprintf(stderr, "== %s: the bench process (feeder and clients)\n", path)
 		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d.pprof", mode, o.open)), stderr); err != nil {
+			return r, err
+		}
+		if err := fetchAllocs(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-allocs.pprof", mode, o.open))); err != nil {
 			return r, err
 		}
 	}

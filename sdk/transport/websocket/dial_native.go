@@ -193,7 +193,9 @@ func (directUpgrade) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := r.Write(nc); err != nil {
 		return fail(err)
 	}
-	br := bufio.NewReader(nc)
+	// The answer's head is a few hundred bytes; the buffer is let go once
+	// drained (see upgraded).
+	br := bufio.NewReaderSize(nc, 1<<10)
 	resp, err := http.ReadResponse(br, r)
 	if err != nil {
 		return fail(err)
