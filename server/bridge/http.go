@@ -114,12 +114,17 @@ func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if float64(len(cmds)) > 2*b.cfg.commandsPerSecond {
+		// More than a new session's command bucket holds.
+		b.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", b.cfg.commandsPerSecond))
+		return
+	}
 	s, ok := b.openSessionQuery(w, r, rawQuery)
 	if !ok {
 		return
 	}
 	if len(cmds) > 0 {
-		s.allowCommands(len(cmds)) // a new session's bucket holds more than MaxSubscribe
+		s.allowCommands(len(cmds)) // a new session's bucket holds them (checked above)
 		s.sendMu.Lock()
 		for i := range cmds {
 			// A failure means the upstream is gone: the stream tells the

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/internal/railstest"
+	"github.com/cableway/cableway/server/bridge"
 )
 
 // openOne sends the single-request open, GET /sessions/sse, with header
@@ -209,6 +211,30 @@ func TestOpenSSEQuery(t *testing.T) {
 	_, resp, body, _ := locked.openOne(ctx, nil, url.Values{"token": {"secret-bob"}, bridgewire.SubscribeParam: {echo}})
 	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the client's token against the operator's: %s, want 401", body)
+	}
+
+	// More subscriptions than a new session's command bucket holds (twice
+	// the rate) are refused before Rails is dialled.
+	slow := bridge.New(rails.CableURL(), bridge.WithCommandRate(1))
+	slowSrv := httptest.NewServer(slow)
+	defer func() {
+		slowSrv.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		slow.Close(cctx)
+	}()
+	three := url.Values{bridgewire.SubscribeParam: {echo, echo + " ", echo + "  "}, "token": {"secret-carol"}}
+	resp, err := http.Get(slowSrv.URL + bridgewire.OpenSSEPath + "?" + three.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"rate_limited"`) {
+		t.Errorf("3 subscriptions at 1 command/s: %d %s, want 429 rate_limited", resp.StatusCode, body)
+	}
+	if n := slow.Stats().SessionsCreated; n != 0 {
+		t.Errorf("%d sessions created by a refused open, want 0", n)
 	}
 
 	open := railsBridge(t, rails.CableURL())
