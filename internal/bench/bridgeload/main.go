@@ -34,7 +34,17 @@
 //     cableway_bridge_frames_evicted_total.
 //
 // With -open N (default 1000) it first measures opening N sessions on a
-// fresh bridge alone. Every broadcast frame of every session is checked:
+// fresh bridge alone, in each way -open-mode names: "two-step" (POST
+// /sessions, then the SSE stream and a subscribe by POST /send),
+// "one-request" (GET /sessions/sse?subscribe=…: create, subscribe and
+// stream at once) and "direct" (no bridge: WebSockets straight to the
+// feeder, the floor of anything that dials an upstream per session). An
+// open is done when the client has read the confirmation of its
+// subscription; each reports its wall time, the bridge's CPU per session
+// (and its system share), its read and write system calls per session
+// (/proc/PID/io), and this process's CPU per session. With -profile it
+// also writes CPU profiles of the bridge and of this process, and the
+// bridge's allocations, over the open phase. Every broadcast frame of every session is checked:
 // each session must receive every seq of a phase once, in order. Loss is a
 // measurement here, not an error; -fail-on-loss makes it one (exit 1).
 //
@@ -116,7 +126,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.paced, "paced", 5*time.Second, "paced phase duration")
 	fs.IntVar(&o.pad, "pad", 64, "bytes of padding in each broadcast")
 	fs.IntVar(&o.open, "open", 1000, "sessions of the open-time phase (0: skip it)")
-	modes := fs.String("open-mode", "two-step,one-request", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe), "one-request" (GET /sessions/sse?subscribe=…), "direct" (no bridge: a WebSocket to the feeder, welcome, subscribe, confirmation; the floor of anything that dials an upstream per session)`)
+	modes := fs.String("open-mode", "two-step,one-request,direct", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe), "one-request" (GET /sessions/sse?subscribe=…), "direct" (no bridge: a WebSocket to the feeder, welcome, subscribe, confirmation; the floor of anything that dials an upstream per session)`)
 	fs.StringVar(&o.kMode, "k-open-mode", modeTwoStep, `how the K phases open their sessions: "two-step" or "one-request"`)
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
