@@ -19,7 +19,6 @@ import (
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/websocket"
 	"github.com/cableway/cableway/server/internal/sse"
 )
 
@@ -248,23 +247,19 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	}
 	s := newSession(b, ip)
 	header := b.upstreamHeader(r)
-	up := b.cfg.upstream
-	if up == nil {
-		up = websocket.New(websocket.WithReadLimit(b.cfg.maxFrameBytes))
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.createTimeout)
 	defer cancel()
 	// No event handler and no watcher goroutine: the frame hook sees
 	// welcomes (reconnects) and final disconnects, which keeps an idle
 	// session to the Consumer's own goroutines.
 	c, err := cable.Dial(ctx, upstreamURL,
-		cable.WithTransport(up),
+		cable.WithTransport(b.upTrans),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
 		cable.WithFrameLimit(int(b.cfg.maxFrameBytes)), // whatever the upstream transport
 		cable.WithStaleTimeout(b.cfg.upstreamStale),
 		cable.WithBackoff(b.cfg.backoff),
-		cable.WithLogger(b.cfg.logger),
+		cable.WithLogger(b.upLog),
 		cable.WithDialRetry(false), // answer the client now; it retries itself
 		cable.WithReconnect(false), // a new welcome must not pass for the old session
 	)

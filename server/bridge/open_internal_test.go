@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +29,23 @@ func TestSplitSubscribe(t *testing.T) {
 		if _, _, err := splitSubscribe(bad); err == nil {
 			t.Errorf("splitSubscribe(%q): no error", bad)
 		}
+	}
+}
+
+// An upstream consumer's info records (a session's connection opening and
+// closing) log at debug; its warnings stay warnings.
+func TestDemoteInfo(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(demoteInfo{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	log.Info("cable: connected")
+	log.With("session", "s").Warn("cable: frame error")
+	if got := buf.String(); strings.Contains(got, "connected") || !strings.Contains(got, "level=WARN msg=\"cable: frame error\" session=s") {
+		t.Errorf("at info level: %q, want the warning only", got)
+	}
+	buf.Reset()
+	log = slog.New(demoteInfo{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	log.Info("cable: connected")
+	if got := buf.String(); !strings.Contains(got, "level=DEBUG msg=\"cable: connected\"") {
+		t.Errorf("at debug level: %q, want the record at debug", got)
 	}
 }

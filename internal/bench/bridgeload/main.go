@@ -855,6 +855,10 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 	}
 	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
 	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d; K phases open %s\n", o.perIP, ack, o.conc, o.kMode)
+	if len(opens) > 0 {
+		fmt.Fprintf(w, "open limits: the bridge's per-client ones (%d sessions and a creation burst of 100 at 10/s per address, unless -bridge-args says otherwise) never refuse or delay a create here: the %d sessions come from %d source addresses, as a load test from many clients would (a refusal fails the run)\n",
+			o.perIP, o.open, (o.open+o.perIP-1)/o.perIP)
+	}
 	for _, open := range opens {
 		steps := "GET /sessions/sse?subscribe=…, until the confirmation is read from the stream"
 		switch open.mode {
