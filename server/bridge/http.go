@@ -96,6 +96,12 @@ func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
 		rc.Flush()
 		return
 	}
+	if b.crossSiteWithoutOrigin(r) {
+		// A GET dials Rails with the request's cookies: a link or an image
+		// on another site must not open (and subscribe) a session.
+		b.writeError(w, http.StatusForbidden, "cross_site_request", "a browser's cross-site request without Origin")
+		return
+	}
 	idents, rawQuery, err := splitSubscribe(r.URL.RawQuery)
 	if err != nil {
 		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
@@ -150,6 +156,32 @@ func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
 // openHold bounds how long GET /sessions/sse holds its answer back for
 // Rails' answers to the subscriptions it sent.
 const openHold = 100 * time.Millisecond
+
+// crossSiteWithoutOrigin reports a browser's cross-site request that
+// carries credentials (Cookie, Authorization) but no Origin, as a link, an
+// image or a script on another site makes (an EventSource or fetch sends
+// an Origin, which the origin policy decides): its Sec-Fetch-Site is
+// anything but same-origin or none or, from a browser without
+// Sec-Fetch-Site, its Referer is neither the bridge's origin nor an
+// allowed one. A request with neither header is not a browser's.
+func (b *Bridge) crossSiteWithoutOrigin(r *http.Request) bool {
+	if r.Header.Get("Origin") != "" || r.Header.Get("Cookie") == "" && r.Header.Get("Authorization") == "" {
+		return false
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
+	}
+	ref := r.Header.Get("Referer")
+	if ref == "" {
+		return false
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Host == "" {
+		return true
+	}
+	origin := u.Scheme + "://" + u.Host
+	return !b.cfg.allowedOrigins[origin] && !b.sameOrigin(r, origin)
+}
 
 // created is the description of a new session that its client is given.
 func (b *Bridge) created(s *session) bridgewire.Created {

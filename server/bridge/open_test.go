@@ -86,7 +86,9 @@ func TestOpenSSEInOneRequest(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	echo := identifier("EchoChannel", "who", "one")
 	reject := identifier("RejectChannel", "for", "one")
-	st, _, body, err := e.openOne(ctx, authHeader("alice"), url.Values{bridgewire.SubscribeParam: {echo, reject}})
+	h := authHeader("alice")
+	h.Set("Sec-Fetch-Site", "same-origin") // a same-origin page's request passes
+	st, _, body, err := e.openOne(ctx, h, url.Values{bridgewire.SubscribeParam: {echo, reject}})
 	if err != nil {
 		t.Fatalf("%v %s", err, body)
 	}
@@ -181,6 +183,26 @@ func TestOpenSSERefusals(t *testing.T) {
 		resp, body := e.do(ctx, "GET", bridgewire.OpenSSEPath+"?"+c.query, authHeader("alice"), "")
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"`+c.reason+`"`) {
 			t.Errorf("%s: %d %s, want 400 %s", c.name, resp.StatusCode, body, c.reason)
+		}
+	}
+
+	// A link or an image on another site sends the victim's credentials
+	// without an Origin: no session is opened for it.
+	for _, c := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"Sec-Fetch-Site: cross-site", http.Header{"Sec-Fetch-Site": {"cross-site"}}},
+		{"Sec-Fetch-Site: same-site", http.Header{"Sec-Fetch-Site": {"same-site"}}},
+		{"a foreign Referer", http.Header{"Referer": {"https://evil.example/page"}}},
+	} {
+		h := authHeader("alice")
+		for k, v := range c.header {
+			h[k] = v
+		}
+		resp, body := e.do(ctx, "GET", bridgewire.OpenSSEPath+"?"+url.Values{bridgewire.SubscribeParam: {echo}}.Encode(), h, "")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"cross_site_request"`) {
+			t.Errorf("%s: %d %s, want 403 cross_site_request", c.name, resp.StatusCode, body)
 		}
 	}
 
