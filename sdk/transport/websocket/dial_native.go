@@ -4,6 +4,7 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -190,7 +191,13 @@ func (directUpgrade) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		nc = tc
 	}
-	if err := r.Write(nc); err != nil {
+	// Request.Write wraps a writer that is not an io.ByteWriter in a new
+	// 4 KiB bufio.Writer; a bytes.Buffer is one, sized to the request.
+	req := bytes.NewBuffer(make([]byte, 0, 512))
+	if err := r.Write(req); err != nil {
+		return fail(err)
+	}
+	if _, err := nc.Write(req.Bytes()); err != nil {
 		return fail(err)
 	}
 	// The answer's head is a few hundred bytes; the buffer is let go once
