@@ -8,6 +8,8 @@ package bridgewire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -33,6 +35,33 @@ const (
 
 // ResetEvent is the SSE event name of a reset; its data is a Reset.
 const ResetEvent = "reset"
+
+// SessionEvent is the SSE event name of the first event of a stream
+// opened by OpenSSEPath: its data is a Created, the session the request
+// created. It carries no id, so the stream's cursor starts at 0.
+const SessionEvent = "session"
+
+// OpenSSEPath is the path of the single-request open: a GET of it creates
+// a session exactly as POST /sessions does (the same credentials and
+// query passed to Rails, the same refusals, answered before the stream
+// starts) and answers with the session's SSE stream at cursor 0, whose
+// first event is a SessionEvent. A client resumes such a stream at the
+// session's own URL, GET /sessions/{sid}/sse with Last-Event-ID; a GET of
+// OpenSSEPath that carries a Last-Event-ID (an EventSource reconnecting to
+// the URL it was given) creates nothing and answers a reset with
+// ReasonBadCursor, never a silent new session.
+const OpenSSEPath = "/sessions/sse"
+
+// SubscribeParam is the query parameter of OpenSSEPath naming a channel
+// identifier to subscribe to as soon as Rails has welcomed the session,
+// before the stream starts (repeatable, in order, at most MaxSubscribe).
+// They are the session's commands 1…n: the client's first POST /send
+// command is n+1. The parameter is the bridge's and is not passed to
+// Rails.
+const SubscribeParam = "subscribe"
+
+// MaxSubscribe bounds the SubscribeParam values of one request.
+const MaxSubscribe = 16
 
 // WebSocketResetPrefix starts the close reason of a re-attached WebSocket
 // that is reset ("reset: <reason>").
@@ -83,6 +112,25 @@ type Error struct {
 // Reset is the data of an SSE reset event.
 type Reset struct {
 	Reason string `json:"reason"`
+}
+
+// AppendSession appends the SessionEvent of c.
+func AppendSession(dst []byte, c Created) []byte {
+	body, _ := json.Marshal(c)
+	dst = append(dst, "event: "+SessionEvent+"\n"...)
+	return AppendData(dst, body)
+}
+
+// ParseSession reads the data of a SessionEvent.
+func ParseSession(data []byte) (Created, error) {
+	var c Created
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("bridgewire: session event: %w", err)
+	}
+	if c.SID == "" || c.Token == "" {
+		return c, errors.New("bridgewire: session event without sid or token")
+	}
+	return c, nil
 }
 
 // AppendEventID appends the SSE line "id: <epoch>:<seq>\n".

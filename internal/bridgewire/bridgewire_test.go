@@ -91,3 +91,20 @@ func TestEventID(t *testing.T) {
 		t.Errorf("reset event %q: reason %q", ev, r)
 	}
 }
+
+func TestSessionEvent(t *testing.T) {
+	in := Created{SID: "s\nid", Token: "tok", Epoch: 7, TTL: 30, MaxBody: 1024}
+	ev := AppendSession(nil, in)
+	if !bytes.HasPrefix(ev, []byte("event: "+SessionEvent+"\n")) || !bytes.HasSuffix(ev, []byte("\n\n")) {
+		t.Fatalf("event %q", ev)
+	}
+	got, err := ParseSession([]byte(sseData(t, bytes.TrimPrefix(ev, []byte("event: "+SessionEvent+"\n")))))
+	if err != nil || got != in {
+		t.Fatalf("ParseSession = %+v, %v; want %+v", got, err, in)
+	}
+	for _, bad := range []string{``, `{`, `{"sid":"a"}`, `{"token":"b"}`, `[]`} {
+		if _, err := ParseSession([]byte(bad)); err == nil {
+			t.Errorf("ParseSession(%q): no error", bad)
+		}
+	}
+}

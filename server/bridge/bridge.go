@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/sdk/transport/websocket"
 	"github.com/cableway/cableway/server/compat"
 	core "github.com/cableway/cableway/server/session"
 )
@@ -25,6 +28,8 @@ type Bridge struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // janitor and session watchers
 
+	upLog   *slog.Logger // the upstream consumers' logger (see demoteInfo)
+	upTrans transport.Transport
 	budget  *core.Budget // every session's frames together (with the default store)
 	store   core.Store
 	buffers sync.Pool // *[]byte: write buffers of downstreams, borrowed per batch
@@ -65,6 +70,12 @@ func New(upstream string, opts ...Option) *Bridge {
 		o(&cfg)
 	}
 	b := &Bridge{upstream: upstream, cfg: cfg, sessions: map[string]*session{}, perIP: map[string]int{}}
+	b.upLog = slog.New(demoteInfo{cfg.logger.Handler()})
+	// One upstream transport for every session (it holds no connection).
+	b.upTrans = cfg.upstream
+	if b.upTrans == nil {
+		b.upTrans = websocket.New(websocket.WithReadLimit(cfg.maxFrameBytes))
+	}
 	b.budget = core.NewBudget(cfg.memoryBudget)
 	b.store = cfg.store
 	if b.store == nil {
@@ -292,6 +303,30 @@ func (b *Bridge) removeSession(s *session) {
 	}
 	s.log.Release()
 }
+
+// demoteInfo logs a session's upstream consumer: its info records (one
+// connection's connected and disconnected, which are a session's opening
+// and end) at debug level, for the bridge logs those itself; warnings and
+// errors pass unchanged.
+type demoteInfo struct{ h slog.Handler }
+
+func (d demoteInfo) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return d.h.Enabled(ctx, l)
+}
+
+func (d demoteInfo) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return d.h.Handle(ctx, r)
+}
+
+func (d demoteInfo) WithAttrs(as []slog.Attr) slog.Handler { return demoteInfo{d.h.WithAttrs(as)} }
+
+func (d demoteInfo) WithGroup(name string) slog.Handler { return demoteInfo{d.h.WithGroup(name)} }
 
 // remoteIP is the default client IP: the connection's remote address.
 func remoteIP(r *http.Request) string {

@@ -8,6 +8,7 @@
 // short:
 //
 //	POST   /sessions                  open a session (dials Rails; answers after its welcome)
+//	GET    /sessions/sse              open a session, subscribe, and stream it, in one request
 //	GET    /sessions/{sid}/sse        frames as SSE events, id "<epoch>:<seq>"
 //	GET    /sessions/{sid}/poll       frames after a cursor, as JSON
 //	POST   /sessions/{sid}/send       client commands, idempotent by sequence number

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,12 +20,12 @@ import (
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
-	"github.com/cableway/cableway/sdk/transport/websocket"
 )
 
 func (b *Bridge) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sessions", b.create)
+	mux.HandleFunc("GET "+bridgewire.OpenSSEPath, b.openSSE)
 	mux.HandleFunc("GET /sessions/{sid}/sse", b.sse)
 	mux.HandleFunc("GET /sessions/{sid}/poll", b.poll)
 	mux.HandleFunc("POST /sessions/{sid}/send", b.send)
@@ -76,10 +77,143 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusCreated, bridgewire.Created{
+	writeJSON(w, http.StatusCreated, b.created(s))
+}
+
+// openSSE is the single-request open, GET /sessions/sse
+// (bridgewire.OpenSSEPath): it creates a session as POST /sessions does,
+// sends Rails a subscribe command for each "subscribe" parameter once the
+// welcome is in (the session's commands 1…n), and answers with the
+// session's event stream from cursor 0, its first event the session's
+// name and token (bridgewire.SessionEvent). One request instead of
+// three (create, stream, send): no round trip waits on another.
+func (b *Bridge) openSSE(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(bridgewire.LastEventID) != "" {
+		// An EventSource reconnecting to the URL it was given: its
+		// session is at its own URL, and a new one would be a silent gap.
+		refuseStream(w, r, bridgewire.ReasonBadCursor)
+		return
+	}
+	if b.crossSiteWithoutOrigin(r) {
+		// A GET dials Rails with the request's cookies: a link or an image
+		// on another site must not open (and subscribe) a session.
+		b.writeError(w, http.StatusForbidden, "cross_site_request", "a browser's cross-site request without Origin")
+		return
+	}
+	idents, rawQuery, err := splitSubscribe(r.URL.RawQuery)
+	if err != nil {
+		b.writeError(w, http.StatusBadRequest, "bad_query", err.Error())
+		return
+	}
+	cmds := make([]protocol.Command, len(idents))
+	for i, id := range idents {
+		cmds[i] = protocol.Command{Command: protocol.CommandSubscribe, Identifier: id}
+		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
+			reason := "bad_command"
+			if errors.Is(err, protocol.ErrInvalidUTF8) {
+				reason = "invalid_utf8"
+			}
+			b.writeError(w, http.StatusBadRequest, reason, fmt.Sprintf("%s %d: %v", bridgewire.SubscribeParam, i, err))
+			return
+		}
+	}
+	if float64(len(cmds)) > 2*b.cfg.commandsPerSecond {
+		// More than a new session's command bucket holds.
+		b.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", b.cfg.commandsPerSecond))
+		return
+	}
+	s, ok := b.openSessionQuery(w, r, rawQuery)
+	if !ok {
+		return
+	}
+	if len(cmds) > 0 {
+		s.allowCommands(len(cmds)) // a new session's bucket holds them (checked above)
+		s.sendMu.Lock()
+		for i := range cmds {
+			// A failure means the upstream is gone: the stream tells the
+			// client so, with its last frame.
+			if s.up.SendCommand(r.Context(), &cmds[i]) != nil {
+				break
+			}
+			s.acked++
+			b.stats.commands.Add(1)
+		}
+		s.sendMu.Unlock()
+		// The head waits for Rails' answers (for at most openHold): the
+		// client then gets its session, the welcome and the answers in
+		// one write, and reads them at once.
+		t := time.NewTimer(openHold)
+		s.wait(r.Context(), uint64(s.acked), 0, t.C) // frames 1 (the welcome) … acked+1 are in
+		t.Stop()
+	}
+	b.stream(w, r, s, 0, bridgewire.AppendSession(slices.Clip(retryPrelude), b.created(s)))
+}
+
+// openHold bounds how long GET /sessions/sse holds its answer back for
+// Rails' answers to the subscriptions it sent.
+const openHold = 100 * time.Millisecond
+
+// crossSiteWithoutOrigin reports a browser's cross-site request that
+// carries credentials (Cookie, Authorization) but no Origin, as a link, an
+// image or a script on another site makes (an EventSource or fetch sends
+// an Origin, which the origin policy decides): its Sec-Fetch-Site is
+// anything but same-origin or none or, from a browser without
+// Sec-Fetch-Site, its Referer is neither the bridge's origin nor an
+// allowed one. A request with neither header is not a browser's.
+func (b *Bridge) crossSiteWithoutOrigin(r *http.Request) bool {
+	if r.Header.Get("Origin") != "" || r.Header.Get("Cookie") == "" && r.Header.Get("Authorization") == "" {
+		return false
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site != "same-origin" && site != "none"
+	}
+	ref := r.Header.Get("Referer")
+	if ref == "" {
+		return false
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Host == "" {
+		return true
+	}
+	origin := u.Scheme + "://" + u.Host
+	return !b.cfg.allowedOrigins[origin] && !b.sameOrigin(r, origin)
+}
+
+// created is the description of a new session that its client is given.
+func (b *Bridge) created(s *session) bridgewire.Created {
+	return bridgewire.Created{
 		SID: s.id, Token: s.token, Epoch: s.epoch,
 		TTL: int(b.cfg.sessionTTL / time.Second), MaxBody: b.cfg.maxBodyBytes,
-	})
+	}
+}
+
+// splitSubscribe takes the subscribe parameters out of a query: the
+// identifiers, in order, and the rest of the query as it was written.
+func splitSubscribe(rawQuery string) (idents []string, rest string, err error) {
+	var kept []string
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, "", fmt.Errorf("the query does not parse: %w", err)
+		}
+		if key != bridgewire.SubscribeParam {
+			kept = append(kept, part)
+			continue
+		}
+		id, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("the query does not parse: %w", err)
+		}
+		if len(idents) == bridgewire.MaxSubscribe {
+			return nil, "", fmt.Errorf("at most %d %s parameters", bridgewire.MaxSubscribe, bridgewire.SubscribeParam)
+		}
+		idents = append(idents, id)
+	}
+	return idents, strings.Join(kept, "&"), nil
 }
 
 // upstreamURL is the upstream with the client's query added: browsers
@@ -141,23 +275,19 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	}
 	s := newSession(b, ip)
 	header := b.upstreamHeader(r)
-	up := b.cfg.upstream
-	if up == nil {
-		up = websocket.New(websocket.WithReadLimit(b.cfg.maxFrameBytes))
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.createTimeout)
 	defer cancel()
 	// No event handler and no watcher goroutine: the frame hook sees
 	// welcomes (reconnects) and final disconnects, which keeps an idle
 	// session to the Consumer's own goroutines.
 	c, err := cable.Dial(ctx, upstreamURL,
-		cable.WithTransport(up),
+		cable.WithTransport(b.upTrans),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
 		cable.WithFrameHook(s.onFrame),
 		cable.WithFrameLimit(int(b.cfg.maxFrameBytes)), // whatever the upstream transport
 		cable.WithStaleTimeout(b.cfg.upstreamStale),
 		cable.WithBackoff(b.cfg.backoff),
-		cable.WithLogger(b.cfg.logger),
+		cable.WithLogger(b.upLog),
 		cable.WithDialRetry(false), // answer the client now; it retries itself
 		cable.WithReconnect(false), // a new welcome must not pass for the old session
 	)
@@ -189,7 +319,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 		b.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
 		return nil, false
 	}
-	b.cfg.logger.Info("bridge: session created", "session", s.id, "ip", ip)
+	b.cfg.logger.Debug("bridge: session created", "session", s.id, "ip", ip)
 	return s, true
 }
 

@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/server/internal/sse"
@@ -21,20 +22,27 @@ func (b *Bridge) sse(w http.ResponseWriter, r *http.Request) {
 	}
 	after, ok := cursor(r, s)
 	if !ok {
-		if out, err := sse.Open(w, r, append(retryPrelude, bridgewire.AppendReset(nil, bridgewire.ReasonBadCursor)...)); err == nil {
-			out.Close()
-		}
+		refuseStream(w, r, bridgewire.ReasonBadCursor)
 		return
 	}
-	b.stream(w, r, s, after)
+	b.stream(w, r, s, after, retryPrelude)
 }
 
-// stream writes session s to an event stream answering r, from after on
-// (package server/internal/sse: over HTTP/1.x the stream owns its
+// refuseStream answers with an event stream that holds only a reset with
+// reason: an EventSource stops reconnecting.
+func refuseStream(w http.ResponseWriter, r *http.Request, reason string) {
+	if out, err := sse.Open(w, r, bridgewire.AppendReset(slices.Clip(retryPrelude), reason)); err == nil {
+		out.Close()
+	}
+}
+
+// stream writes session s to an event stream answering r, from after on,
+// after prelude (which it does not modify) — in one write with the first
+// frames (package server/internal/sse: over HTTP/1.x the stream owns its
 // connection, holds no goroutine while it waits, and stream returns at
 // once; otherwise stream returns when the stream ends). A newer SSE
 // downstream of the session stops it.
-func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, s *session, after uint64) {
+func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, s *session, after uint64, prelude []byte) {
 	b.wg.Add(1)
 	var detach func()
 	st := sse.NewStreamer(&sseSource{s: s, ack: after, after: after}, sse.Config{
@@ -49,7 +57,7 @@ func (b *Bridge) stream(w http.ResponseWriter, r *http.Request, s *session, afte
 		},
 	})
 	detach = s.log.AttachFunc(core.Kind(downSSE), st.Stop)
-	st.Serve(w, r, retryPrelude)
+	st.Serve(w, r, prelude)
 }
 
 // sseSource is a session's frames as SSE events. Frames written are not

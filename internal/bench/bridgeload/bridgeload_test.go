@@ -220,3 +220,31 @@ func TestAgainstBridge(t *testing.T) {
 		t.Errorf("a queue of 2: lost %d, resets %d, evicted %v; backpressure must lose nothing\n%s", r.blast.lost, r.blast.resets, r.blast.evicted, out)
 	}
 }
+
+// A stream opened in one request names its session first: the reader
+// takes the session's name, token and epoch from that event.
+func TestStreamSessionEvent(t *testing.T) {
+	c := &client{t0: time.Now(), perIP: 100}
+	s := c.newSession(0)
+	s.startPhase(1, 1, false)
+	stream := "retry: 1000\n\n" +
+		"event: session\ndata: {\"sid\":\"S\",\"token\":\"T\",\"epoch\":77,\"ttl\":30}\n\n" +
+		"id: 77:1\ndata: {\"type\":\"welcome\"}\n\n" +
+		"id: 77:2\ndata: {\"identifier\":\"{\\\"channel\\\":\\\"BenchChannel\\\"}\",\"type\":\"confirm_subscription\"}\n\n" +
+		broadcastEvent(3, 1)
+	br := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(chunk(stream, 5))), 16)
+	if err := s.readBody(br, true); err != io.EOF {
+		t.Fatalf("readBody: %v", err)
+	}
+	if s.sid != "S" || s.token != "T" || s.epoch.Load() != 77 || s.cursor.Load() != 3 {
+		t.Errorf("session %q %q epoch %d cursor %d; want S T 77 3", s.sid, s.token, s.epoch.Load(), s.cursor.Load())
+	}
+	if r := s.result(); r.got != 1 || r.lost != 0 {
+		t.Errorf("got %d, lost %d; want the broadcast", r.got, r.lost)
+	}
+	// A session event that does not parse ends the stream.
+	s2 := c.newSession(1)
+	if err := s2.feed([]byte("event: session\ndata: {}\n\n")); err == nil {
+		t.Error("a session event without sid and token was accepted")
+	}
+}

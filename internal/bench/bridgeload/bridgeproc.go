@@ -225,25 +225,51 @@ const clockTicks = 100
 
 // cpu is the process's user+system CPU time so far (10 ms resolution).
 func (p *bridgeProc) cpu() (time.Duration, error) {
+	u, s, err := p.cpuSplit()
+	return u + s, err
+}
+
+// cpuSplit is the process's user and system CPU time so far.
+func (p *bridgeProc) cpuSplit() (user, system time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Fields after "(comm)": state is field 3; utime, stime are 14 and 15.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("/proc/PID/stat: no comm")
+		return 0, 0, errors.New("/proc/PID/stat: no comm")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, errors.New("/proc/PID/stat: short")
+		return 0, 0, errors.New("/proc/PID/stat: short")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, errors.New("/proc/PID/stat: bad utime/stime")
+		return 0, 0, errors.New("/proc/PID/stat: bad utime/stime")
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
+}
+
+// procIO reads the read and write system call counts (syscr, syscw) of
+// /proc/PID/io: every thread's, those that ended included.
+func (p *bridgeProc) procIO() (reads, writes int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, nil
 }
 
 // procStatus reads the kB figures VmRSS, VmHWM and the Threads count from

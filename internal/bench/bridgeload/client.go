@@ -18,6 +18,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/cableway/cableway/internal/bridgewire"
 )
 
 // client opens sessions on the bridge and reads their SSE streams: session
@@ -85,6 +89,7 @@ type session struct {
 	ackedTo   uint64        // the acker's
 
 	resetNext bool   // reader only: the event being read is a reset
+	openNext  bool   // reader only: the event being read is the session's (one-request open)
 	pend      []byte // reader only: a line split across reads
 
 	mu       sync.Mutex
@@ -98,6 +103,7 @@ type session struct {
 	doneAt   int64  // ns since t0 when the phase's last broadcast arrived
 	dead     string // why the stream ended for good ("" while it runs)
 	nc       net.Conn
+	direct   *websocket.Conn // -open-mode direct: the WebSocket to the feeder
 	// reconnects counts streams that ended without a reset and were
 	// resumed from the last event id, as EventSource does.
 	reconnects uint64
@@ -136,6 +142,12 @@ func (s *session) create(ctx context.Context) error {
 // openStream opens the SSE stream (at lastEventID unless ""), and answers
 // its reader once the head is read.
 func (s *session) openStream(ctx context.Context, lastEventID string) (*bufio.Reader, bool, error) {
+	return s.get(ctx, "/sessions/"+s.sid+"/sse?token="+s.token, lastEventID)
+}
+
+// get sends GET target for an event stream on a connection of its own and
+// answers its reader once a 200 head is read.
+func (s *session) get(ctx context.Context, target, lastEventID string) (*bufio.Reader, bool, error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcAddr(s.src)}}
 	nc, err := d.DialContext(ctx, "tcp", s.c.host)
 	if err != nil {
@@ -156,7 +168,7 @@ func (s *session) openStream(ctx context.Context, lastEventID string) (*bufio.Re
 	if lastEventID != "" {
 		hdr = "Last-Event-ID: " + lastEventID + "\r\n"
 	}
-	fmt.Fprintf(nc, "GET /sessions/%s/sse?token=%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", s.sid, s.token, s.c.host, hdr)
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", target, s.c.host, hdr)
 	br := bufio.NewReaderSize(nc, 16<<10)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -164,8 +176,9 @@ func (s *session) openStream(ctx context.Context, lastEventID string) (*bufio.Re
 		return nil, false, fmt.Errorf("GET sse: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		nc.Close()
-		return nil, false, fmt.Errorf("GET sse: HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		return nil, false, fmt.Errorf("GET sse: HTTP %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), bytes.TrimSpace(body))
 	}
 	// http.ReadResponse consumed only the head: the body is read raw from
 	// br, chunk by chunk (or to EOF without chunking).
@@ -209,6 +222,63 @@ func (s *session) attach(ctx context.Context) error {
 	}
 }
 
+// openOne opens the session in one request (GET /sessions/sse, which
+// creates it, subscribes to the bench channel and streams), and waits for
+// the confirmation to come through the stream.
+func (s *session) openOne(ctx context.Context) error {
+	br, chunked, err := s.get(ctx, bridgewire.OpenSSEPath+"?"+bridgewire.SubscribeParam+"="+url.QueryEscape(benchIdentifier), "")
+	if err != nil {
+		return err
+	}
+	go s.readLoop(br, chunked)
+	select {
+	case <-s.confirmed:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		why := s.dead
+		s.mu.Unlock()
+		return fmt.Errorf("no confirm_subscription through the SSE stream (stream: %q): %w", why, ctx.Err())
+	}
+}
+
+// openDirect opens the session as a direct WebSocket client of the feeder
+// would, without the bridge: the handshake, the welcome, the subscribe and
+// its confirmation. It is the floor of any open that dials an upstream
+// per session.
+func (s *session) openDirect(ctx context.Context, feederURL string) error {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcAddr(s.src)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	c, _, err := websocket.Dial(ctx, feederURL, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"actioncable-v1-json"}})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		c.CloseNow()
+		return errors.New("closed")
+	}
+	s.direct = c
+	s.mu.Unlock()
+	subscribe := `{"command":"subscribe","identifier":` + strconv.Quote(benchIdentifier) + `}`
+	for welcomed := false; ; {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !welcomed && bytes.Contains(data, []byte(`"welcome"`)):
+			welcomed = true
+			if err := c.Write(ctx, websocket.MessageText, []byte(subscribe)); err != nil {
+				return err
+			}
+		case bytes.Contains(data, confirmKey):
+			return nil
+		}
+	}
+}
+
 // close ends the SSE stream (the session stays until the bridge stops).
 func (s *session) close() {
 	s.mu.Lock()
@@ -219,6 +289,9 @@ func (s *session) close() {
 	close(s.quit)
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.direct != nil {
+		s.direct.CloseNow()
 	}
 }
 
@@ -242,7 +315,7 @@ func (s *session) readLoop(br *bufio.Reader, chunked bool) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			why = err.Error()
 		}
-		s.pend, s.resetNext = s.pend[:0], false
+		s.pend, s.resetNext, s.openNext = s.pend[:0], false, false
 		for {
 			if fails++; fails > maxRetries {
 				s.mu.Lock()
@@ -368,7 +441,7 @@ var (
 func (s *session) line(l []byte) error {
 	switch {
 	case len(l) == 0:
-		s.resetNext = false
+		s.resetNext, s.openNext = false, false
 	case bytes.HasPrefix(l, []byte("id: ")):
 		if i := bytes.LastIndexByte(l, ':'); i > 3 {
 			if n, m := parseUint(l[i+1:]); m > 0 {
@@ -382,8 +455,21 @@ func (s *session) line(l []byte) error {
 		}
 	case bytes.Equal(l, []byte("event: reset")):
 		s.resetNext = true
+	case bytes.Equal(l, []byte("event: "+bridgewire.SessionEvent)):
+		s.openNext = true
 	case bytes.HasPrefix(l, []byte("data: ")):
 		d := l[len("data: "):]
+		if s.openNext {
+			c, err := bridgewire.ParseSession(d)
+			if err != nil {
+				return err
+			}
+			// Set before the confirmation is noticed, which is what the
+			// opener waits for.
+			s.sid, s.token = c.SID, c.Token
+			s.epoch.Store(uint64(c.Epoch))
+			return nil
+		}
 		if s.resetNext {
 			s.mu.Lock()
 			s.dead = "reset " + string(d)

@@ -34,7 +34,17 @@
 //     cableway_bridge_frames_evicted_total.
 //
 // With -open N (default 1000) it first measures opening N sessions on a
-// fresh bridge alone. Every broadcast frame of every session is checked:
+// fresh bridge alone, in each way -open-mode names: "two-step" (POST
+// /sessions, then the SSE stream and a subscribe by POST /send),
+// "one-request" (GET /sessions/sse?subscribe=…: create, subscribe and
+// stream at once) and "direct" (no bridge: WebSockets straight to the
+// feeder, the floor of anything that dials an upstream per session). An
+// open is done when the client has read the confirmation of its
+// subscription; each reports its wall time, the bridge's CPU per session
+// (and its system share), its read and write system calls per session
+// (/proc/PID/io), and this process's CPU per session. With -profile it
+// also writes CPU profiles of the bridge and of this process, and the
+// bridge's allocations, over the open phase. Every broadcast frame of every session is checked:
 // each session must receive every seq of a phase once, in order. Loss is a
 // measurement here, not an error; -fail-on-loss makes it one (exit 1).
 //
@@ -52,6 +62,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -63,6 +74,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -81,6 +93,8 @@ type options struct {
 	paced       time.Duration
 	pad         int
 	open        int
+	openModes   []string // "two-step", "one-request", "direct"
+	kMode       string   // how the K phases open their sessions: "two-step" or "one-request"
 	conc        int
 	perIP       int
 	ack         time.Duration
@@ -112,6 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.paced, "paced", 5*time.Second, "paced phase duration")
 	fs.IntVar(&o.pad, "pad", 64, "bytes of padding in each broadcast")
 	fs.IntVar(&o.open, "open", 1000, "sessions of the open-time phase (0: skip it)")
+	modes := fs.String("open-mode", "two-step,one-request,direct", `how the open phase opens sessions, comma separated: "two-step" (POST /sessions, then GET …/sse and POST …/send subscribe), "one-request" (GET /sessions/sse?subscribe=…), "direct" (no bridge: a WebSocket to the feeder, welcome, subscribe, confirmation; the floor of anything that dials an upstream per session)`)
+	fs.StringVar(&o.kMode, "k-open-mode", modeTwoStep, `how the K phases open their sessions: "two-step" or "one-request"`)
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
@@ -143,6 +159,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.ks = append(o.ks, k)
 	}
 	o.bridgeArgs = strings.Fields(*bargs)
+	if o.kMode != modeTwoStep && o.kMode != modeOneRequest {
+		return o, fmt.Errorf("-k-open-mode: %q is neither %q nor %q", o.kMode, modeTwoStep, modeOneRequest)
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		if m != modeTwoStep && m != modeOneRequest && m != modeDirect {
+			return o, fmt.Errorf("-open-mode: %q is not %q, %q or %q", m, modeTwoStep, modeOneRequest, modeDirect)
+		}
+		o.openModes = append(o.openModes, m)
+	}
 	switch {
 	case o.blast < 0 || o.blastTotal < 0 || o.open < 0:
 		return o, errors.New("-blast, -blast-total and -open must not be negative")
@@ -306,14 +332,18 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 	t0 := time.Now()
 	start := time.Now().UTC()
 
-	var openCreate, openAttach time.Duration
-	if o.open > 0 {
-		fmt.Fprintf(stderr, "open: %d sessions …\n", o.open)
-		openCreate, openAttach, err = measureOpen(ctx, o, argv0, t0)
-		if err != nil {
-			return nil, fmt.Errorf("open %d: %w", o.open, err)
+	var opens []openResult
+	for _, mode := range o.openModes {
+		if o.open == 0 {
+			break
 		}
-		fmt.Fprintf(stderr, "open: create %v, attach+subscribe %v\n", openCreate.Round(time.Millisecond), openAttach.Round(time.Millisecond))
+		fmt.Fprintf(stderr, "open: %d sessions, %s …\n", o.open, mode)
+		r, err := measureOpen(ctx, o, argv0, t0, mode, stderr)
+		if err != nil {
+			return nil, fmt.Errorf("open %d, %s: %w", o.open, mode, err)
+		}
+		fmt.Fprintf(stderr, "open %s: %v\n", mode, r.total().Round(time.Millisecond))
+		opens = append(opens, r)
 	}
 	var results []kResult
 	for _, k := range o.ks {
@@ -324,7 +354,7 @@ func benchResults(ctx context.Context, o options, stdout, stderr io.Writer) ([]k
 		}
 		results = append(results, r)
 	}
-	report(stdout, o, desc, start, time.Since(t0), openCreate, openAttach, results)
+	report(stdout, o, desc, start, time.Since(t0), opens, results)
 	return results, nil
 }
 
@@ -357,15 +387,34 @@ func (w *world) close() {
 	w.f.close()
 }
 
-func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time) (create, attach time.Duration, err error) {
+// Ways of opening a session (-open-mode).
+const (
+	modeTwoStep    = "two-step"
+	modeOneRequest = "one-request"
+	modeDirect     = "direct" // no bridge: WebSockets straight to the feeder
+)
+
+// openResult is the figures of the open phase.
+type openResult struct {
+	mode               string
+	create, attach     time.Duration // the two steps (attach is 0 with -one-request)
+	bridgeCPU, selfCPU time.Duration // CPU of the bridge process and of this one (feeder and clients) during both
+	bridgeSys          time.Duration // the system (kernel) part of bridgeCPU
+	reads, writes      int64         // the bridge's read and write system calls during both (-1: unknown)
+}
+
+func (r openResult) total() time.Duration { return r.create + r.attach }
+
+func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time, mode string, stderr io.Writer) (r openResult, err error) {
+	r.mode = mode
 	w, err := newWorld(ctx, o, argv0, t0)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer w.close()
 	c, err := newClient(w.b.base, t0, o.perIP, o.open)
 	if err != nil {
-		return 0, 0, err
+		return r, err
 	}
 	defer c.close()
 	sessions := make([]*session, o.open)
@@ -373,11 +422,62 @@ func measureOpen(ctx context.Context, o options, argv0 []string, t0 time.Time) (
 		sessions[i] = c.newSession(i)
 	}
 	defer closeAll(sessions)
-	create, attach, err = openSessions(ctx, sessions, o.conc)
-	if err != nil {
-		err = fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
+	if o.profileDir != "" {
+		if err := fetchAllocs(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-allocs-before.pprof", mode, o.open))); err != nil {
+			return r, err
+		}
+		if err := profileStart(w.b); err != nil {
+			return r, err
+		}
 	}
-	return create, attach, err
+	u0, s0, err := w.b.cpuSplit()
+	if err != nil {
+		return r, err
+	}
+	var selfProf bytes.Buffer
+	if o.profileDir != "" {
+		// This process too: the clients and the feeder.
+		if err := pprof.StartCPUProfile(&selfProf); err != nil {
+			return r, err
+		}
+	}
+	r0, w0, ioErr := w.b.procIO()
+	self0 := selfCPU()
+	switch mode {
+	case modeOneRequest:
+		r.create, err = openOneRequest(ctx, sessions, o.conc, (*session).openOne)
+	case modeDirect:
+		r.create, err = openOneRequest(ctx, sessions, o.conc, func(s *session, ctx context.Context) error { return s.openDirect(ctx, w.f.url) })
+	default:
+		r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	}
+	if err != nil {
+		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
+	}
+	u1, s1, err := w.b.cpuSplit()
+	if err != nil {
+		return r, err
+	}
+	r.bridgeCPU, r.bridgeSys, r.selfCPU = u1+s1-u0-s0, s1-s0, selfCPU()-self0
+	r.reads, r.writes = -1, -1
+	if r1, w1, err := w.b.procIO(); err == nil && ioErr == nil {
+		r.reads, r.writes = r1-r0, w1-w0
+	}
+	if o.profileDir != "" {
+		pprof.StopCPUProfile()
+		path := filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-bench.pprof", mode, o.open))
+		if err := os.WriteFile(path, selfProf.Bytes(), 0o644); err != nil {
+			return r, err
+		}
+		fmt.Fprintf(stderr, "== %s: the bench process (feeder and clients)\n", path)
+		if err := profileStop(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d.pprof", mode, o.open)), stderr); err != nil {
+			return r, err
+		}
+		if err := fetchAllocs(w.b, filepath.Join(o.profileDir, fmt.Sprintf("open-%s-%d-allocs.pprof", mode, o.open))); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 func closeAll(sessions []*session) {
@@ -403,6 +503,20 @@ func openSessions(ctx context.Context, sessions []*session, conc int) (create, a
 		return s.attach(actx)
 	})
 	return create, time.Since(st), err
+}
+
+// openOneRequest opens every session with a single request each
+// (openOne) and returns the time it took.
+func openOneRequest(ctx context.Context, sessions []*session, conc int, open func(*session, context.Context) error) (time.Duration, error) {
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(len(sessions))*30*time.Millisecond)
+	defer cancel()
+	st := time.Now()
+	err := openAll(octx, sessions, conc, func(ctx context.Context, s *session) error {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return open(s, actx)
+	})
+	return time.Since(st), err
 }
 
 // memSample is the bridge's memory figures at one moment.
@@ -453,7 +567,12 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 		sessions[i] = c.newSession(i)
 	}
 	defer closeAll(sessions)
-	if r.create, r.attach, err = openSessions(ctx, sessions, o.conc); err != nil {
+	if o.kMode == modeOneRequest {
+		r.create, err = openOneRequest(ctx, sessions, o.conc, (*session).openOne)
+	} else {
+		r.create, r.attach, err = openSessions(ctx, sessions, o.conc)
+	}
+	if err != nil {
 		return r, fmt.Errorf("%w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
 	if n := w.f.subscribers(); n != k {
@@ -718,7 +837,7 @@ func gitRevision() string {
 	return strings.TrimSpace(string(out))
 }
 
-func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, openCreate, openAttach time.Duration, rs []kResult) {
+func report(w io.Writer, o options, desc string, start time.Time, took time.Duration, opens []openResult, rs []kResult) {
 	load := "?"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(b))[:3], " ")
@@ -735,10 +854,23 @@ func report(w io.Writer, o options, desc string, start time.Time, took time.Dura
 		coalesce = "one write per frame"
 	}
 	fmt.Fprintf(w, "feeder writes: %s; paced: %.0f frames/s in total for %v; blast: all broadcasts published at once\n", coalesce, o.rate, o.paced)
-	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d\n", o.perIP, ack, o.conc)
-	if o.open > 0 {
-		fmt.Fprintf(w, "open %d sessions: create %.3f s, attach SSE + subscribe %.3f s, total %.3f s\n",
-			o.open, openCreate.Seconds(), openAttach.Seconds(), (openCreate + openAttach).Seconds())
+	fmt.Fprintf(w, "clients: SSE (HTTP/1.1, raw reads, every seq checked) from 127.0.0.10+ at ≤%d sessions per address; ack %s; open concurrency %d; K phases open %s\n", o.perIP, ack, o.conc, o.kMode)
+	if len(opens) > 0 {
+		fmt.Fprintf(w, "open limits: the bridge's per-client ones (%d sessions and a creation burst of 100 at 10/s per address, unless -bridge-args says otherwise) never refuse or delay a create here: the %d sessions come from %d source addresses, as a load test from many clients would (a refusal fails the run)\n",
+			o.perIP, o.open, (o.open+o.perIP-1)/o.perIP)
+	}
+	for _, open := range opens {
+		steps := "GET /sessions/sse?subscribe=…, until the confirmation is read from the stream"
+		switch open.mode {
+		case modeDirect:
+			steps = "no bridge: WebSocket to the feeder, welcome, subscribe, confirmation; the bridge process idles"
+		case modeTwoStep:
+			steps = fmt.Sprintf("create %.3f s + attach SSE and subscribe %.3f s", open.create.Seconds(), open.attach.Seconds())
+		}
+		n := float64(o.open)
+		fmt.Fprintf(w, "open %d sessions, %s: %.3f s (%s); per session: bridge CPU %.0f µs (%.0f %% system), %.1f reads + %.1f writes (syscalls); bench CPU (feeder+clients) %.0f µs\n",
+			o.open, open.mode, open.total().Seconds(), steps,
+			float64(open.bridgeCPU.Microseconds())/n, 100*open.bridgeSys.Seconds()/max(open.bridgeCPU.Seconds(), 1e-9), float64(open.reads)/n, float64(open.writes)/n, float64(open.selfCPU.Microseconds())/n)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)

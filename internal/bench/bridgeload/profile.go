@@ -28,6 +28,7 @@ import (
 //
 //	POST /bench/cpuprofile/start   start a CPU profile in memory
 //	POST /bench/cpuprofile/stop    stop it and answer the profile
+//	GET  /bench/allocs             the allocation profile so far
 //
 // The cableway binary has no profiling endpoint; this is how the benchmark
 // gets a CPU profile of the bridge in a process of its own.
@@ -72,6 +73,10 @@ func serveBridge(ctx context.Context, listen, upstream string, queue int, stderr
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(buf.Bytes())
 		buf = nil
+	})
+	mux.HandleFunc("GET /bench/allocs", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		pprof.Lookup("allocs").WriteTo(w, 0)
 	})
 	mux.Handle("/", b)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -129,4 +134,22 @@ func profileStop(b *bridgeProc, path string, w io.Writer) error {
 		fmt.Fprintf(w, "== %s (%s)\n%s\n", path, mode, out)
 	}
 	return nil
+}
+
+// fetchAllocs saves the bridge's allocation profile so far to path (go
+// tool pprof -diff_base of two says what a phase allocated).
+func fetchAllocs(b *bridgeProc, path string) error {
+	resp, err := http.Get(b.base + "/bench/allocs")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("allocation profile: HTTP %d", resp.StatusCode)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

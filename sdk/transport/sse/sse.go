@@ -44,14 +44,16 @@ func (*Transport) Name() string { return transport.NameSSE }
 
 // Dial creates a bridge session with req's headers (Cookie,
 // Authorization) and the query of req.URL (where browsers put tokens),
-// which the bridge passes on to Rails, and starts its event stream. The session exists once Rails
+// which the bridge passes on to Rails, and starts its event stream:
+// natively in one request where the bridge offers it (GET /sessions/sse),
+// else with POST /sessions and then the session's stream. The session exists once Rails
 // has welcomed it; the welcome is the first frame read.
 func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport.Conn, error) {
-	s, err := bridgeconn.CreateFor(ctx, t.o.doer(), t.base, req)
+	c, err := bridgeconn.DialSSE(ctx, t.o.downstream(), t.o.doer(), t.base, req)
 	if err != nil {
 		return nil, err
 	}
-	return bridgeconn.Open(s, t.o.downstream()), nil
+	return c, nil
 }
 
 // Option configures a Transport.

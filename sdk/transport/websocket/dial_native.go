@@ -3,12 +3,17 @@
 package websocket
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	ws "github.com/coder/websocket"
 
@@ -66,11 +71,15 @@ func (t *Transport) dialWS(ctx context.Context, req *transport.Request) (*ws.Con
 		}
 	}
 	client := t.o.httpClient
+	var base http.RoundTripper
 	if client == nil {
-		client = http.DefaultClient
+		client, base = http.DefaultClient, directUpgrade{}
 	}
 	hooked := *client
 	hook := &upgradeHook{base: hooked.Transport, offered: req.Subprotocols}
+	if base != nil {
+		hook.base = base
+	}
 	if hook.base == nil {
 		hook.base = http.DefaultTransport
 	}
@@ -129,4 +138,112 @@ func redactURLError(err error) error {
 		return err
 	}
 	return &url.Error{Op: ue.Op, URL: transport.RedactURL(ue.URL), Err: ue.Err}
+}
+
+// directUpgrade is the RoundTripper of a dial without a custom HTTP
+// client: it dials the server and writes the handshake request on the new
+// connection itself, with the context's deadline, instead of going through
+// http.DefaultTransport, whose connection pool and per-connection reader
+// and writer goroutines a connection that is upgraded at once never uses
+// (the bridge dials one per session). Requests that the environment sends
+// through a proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) still go through
+// http.DefaultTransport, and so does anything but http and https.
+type directUpgrade struct{}
+
+func (directUpgrade) RoundTrip(r *http.Request) (*http.Response, error) {
+	secure := r.URL.Scheme == "https"
+	if !secure && r.URL.Scheme != "http" {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	if p, err := http.ProxyFromEnvironment(r); err != nil || p != nil {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	host, port := r.URL.Hostname(), r.URL.Port()
+	if port == "" {
+		port = "80"
+		if secure {
+			port = "443"
+		}
+	}
+	ctx := r.Context()
+	// No TCP keep-alive probes: ActionCable pings every 3 s and the
+	// consumer drops a connection that goes stale, which the probes (and
+	// the four socket options that set them, on every dial) cannot better.
+	d := net.Dialer{KeepAlive: -1}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, err
+	}
+	// The context bounds the handshake: its end unblocks the I/O below.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		nc.Close()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	if secure {
+		tc := tls.Client(nc, &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(err)
+		}
+		nc = tc
+	}
+	// Request.Write wraps a writer that is not an io.ByteWriter in a new
+	// 4 KiB bufio.Writer; a bytes.Buffer is one, sized to the request.
+	req := bytes.NewBuffer(make([]byte, 0, 512))
+	if err := r.Write(req); err != nil {
+		return fail(err)
+	}
+	if _, err := nc.Write(req.Bytes()); err != nil {
+		return fail(err)
+	}
+	// The answer's head is a few hundred bytes; the buffer is let go once
+	// drained (see upgraded).
+	br := bufio.NewReaderSize(nc, 1<<10)
+	resp, err := http.ReadResponse(br, r)
+	if err != nil {
+		return fail(err)
+	}
+	if !stop() {
+		return fail(context.Cause(ctx)) // the deadline may have cut the response short
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = &upgraded{br: br, Conn: nc}
+	} else {
+		resp.Body = &closeBoth{ReadCloser: resp.Body, c: nc}
+	}
+	return resp, nil
+}
+
+// upgraded is the stream of an upgraded connection: what the response's
+// reader holds beyond the response, then the connection. The reader is let
+// go once drained, so that an idle connection does not keep its buffer.
+type upgraded struct {
+	br *bufio.Reader // nil once drained
+	net.Conn
+}
+
+func (u *upgraded) Read(p []byte) (int, error) {
+	if u.br != nil {
+		if u.br.Buffered() > 0 {
+			return u.br.Read(p)
+		}
+		u.br = nil
+	}
+	return u.Conn.Read(p)
+}
+
+// closeBoth is the body of a refused handshake: closing it closes the
+// connection.
+type closeBoth struct {
+	io.ReadCloser
+	c net.Conn
+}
+
+func (b *closeBoth) Close() error {
+	b.ReadCloser.Close()
+	return b.c.Close()
 }

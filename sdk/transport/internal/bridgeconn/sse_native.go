@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,70 +36,46 @@ var errStreamEnded = errors.New("bridge: event stream ended")
 
 // Run reads one SSE response until it ends.
 func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64, []byte) error) error {
+	return d.events(ctx, s.URL("sse", url.Values{"after": {strconv.FormatUint(after, 10)}}), nil, frameHandler(s, emit))
+}
+
+// events reads one SSE response of GET u (with header) until it ends,
+// handing each event to on; an error of on ends it and is returned. A
+// refusal is a *transport.HandshakeError with the bridge's reason.
+func (d SSE) events(ctx context.Context, u string, header map[string]string, on func(*sse.Event) error) error {
 	maxFrame := d.MaxFrame
 	if maxFrame <= 0 {
 		maxFrame = 1 << 20
 	}
-	c := sse.NewClient(s.URL("sse", url.Values{"after": {strconv.FormatUint(after, 10)}}), sse.ClientMaxBufferSize(maxFrame+1024))
+	c := sse.NewClient(u, sse.ClientMaxBufferSize(maxFrame+1024))
 	if d.Client != nil {
 		c.Connection = d.Client
 	}
+	for k, v := range header {
+		c.Headers[k] = v
+	}
 	c.ReconnectStrategy = &backoff.StopBackOff{}
-	var (
-		emitErr error
-		m       protocol.Message
-	)
 	c.ResponseValidator = func(_ *sse.Client, resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 			resp.Body.Close()
-			return &backoff.PermanentError{Err: statusError(resp.StatusCode, nil)}
+			return &backoff.PermanentError{Err: statusError(resp.StatusCode, body)}
 		}
 		return nil
 	}
+	var onErr error
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err := c.SubscribeRawWithContext(sctx, func(ev *sse.Event) {
-		if emitErr != nil {
+		if onErr != nil {
 			return
 		}
-		switch string(ev.Event) {
-		case "", "message":
-		case "reset":
-			emitErr = resetError(bridgewire.ParseReset(ev.Data))
-			cancel()
-			return
-		default:
-			return // unknown event types are for newer clients
-		}
-		if len(ev.Data) == 0 {
-			return
-		}
-		// r3labs/sse hands over whatever it holds when the connection
-		// drops, so the last "event" can be cut mid-frame. A complete
-		// frame is complete JSON; anything else ends this stream, and the
-		// resume from the cursor fetches the frame whole.
-		ping, whole := frameKind(&m, ev.Data)
-		if !whole {
-			emitErr = errStreamEnded
-			cancel()
-			return
-		}
-		var seq uint64
-		if len(ev.ID) > 0 && !ping {
-			var ok bool
-			if seq, ok = parseEventID(string(ev.ID), s.Epoch); !ok {
-				emitErr = fmt.Errorf("%w: event id %q is not of this session", ErrReset, ev.ID)
-				cancel()
-				return
-			}
-		}
-		if err := emit(seq, ev.Data); err != nil {
-			emitErr = err
+		if onErr = on(ev); onErr != nil {
 			cancel()
 		}
 	})
-	if emitErr != nil {
-		return emitErr
+	if onErr != nil {
+		return onErr
 	}
 	var pe *backoff.PermanentError
 	if errors.As(err, &pe) {
@@ -111,4 +88,38 @@ func (d SSE) Run(ctx context.Context, s *Session, after uint64, emit func(uint64
 		return ctx.Err()
 	}
 	return errStreamEnded
+}
+
+// frameHandler is the event handler of a stream of s's frames: it hands
+// them to emit with their sequence numbers.
+func frameHandler(s *Session, emit func(uint64, []byte) error) func(*sse.Event) error {
+	var m protocol.Message
+	return func(ev *sse.Event) error {
+		switch string(ev.Event) {
+		case "", "message":
+		case bridgewire.ResetEvent:
+			return resetError(bridgewire.ParseReset(ev.Data))
+		default:
+			return nil // unknown event types are for newer clients
+		}
+		if len(ev.Data) == 0 {
+			return nil
+		}
+		// r3labs/sse hands over whatever it holds when the connection
+		// drops, so the last "event" can be cut mid-frame. A complete
+		// frame is complete JSON; anything else ends this stream, and the
+		// resume from the cursor fetches the frame whole.
+		ping, whole := frameKind(&m, ev.Data)
+		if !whole {
+			return errStreamEnded
+		}
+		var seq uint64
+		if len(ev.ID) > 0 && !ping {
+			var ok bool
+			if seq, ok = parseEventID(string(ev.ID), s.Epoch); !ok {
+				return fmt.Errorf("%w: event id %q is not of this session", ErrReset, ev.ID)
+			}
+		}
+		return emit(seq, ev.Data)
+	}
 }
