@@ -216,6 +216,7 @@ type attempt struct {
 	first  []byte
 	err    error
 	cancel context.CancelFunc
+	unlink func() bool // stops ctx's end from cancelling the attempt
 }
 
 // named prefixes err with the transport's name unless the error names
@@ -244,15 +245,21 @@ func (t *Transport) Dial(ctx context.Context, req *transport.Request) (transport
 	began := make([]time.Time, 0, len(order))
 	var errs []error
 	cancels := make([]context.CancelFunc, 0, len(order))
+	unlinks := make([]func() bool, 0, len(order))
 	launch := func() {
 		i := launched
 		launched++
 		outstanding++
-		actx, cancel := context.WithCancel(ctx)
+		// The caller's ctx bounds the attempt, not the connection it
+		// returns: a winner is unlinked from it (a transport's conn may
+		// stay bound to the context its first frame was read with).
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		unlink := context.AfterFunc(ctx, cancel)
 		cancels = append(cancels, cancel)
+		unlinks = append(unlinks, unlink)
 		began = append(began, time.Now())
 		go func() {
-			a := attempt{index: start + i, cancel: cancel}
+			a := attempt{index: start + i, cancel: cancel, unlink: unlink}
 			a.conn, a.first, a.err = open(actx, order[i], req)
 			results <- a
 		}()
@@ -297,6 +304,7 @@ wait:
 			errs = append(errs, fmt.Errorf("%s: no welcome within %v", order[i].Name(), time.Since(began[i]).Round(time.Millisecond)))
 		}
 		cancel()
+		unlinks[i]()
 	}
 	go func(pending int) {
 		for ; pending > 0; pending-- {
@@ -309,6 +317,11 @@ wait:
 	}(outstanding)
 	if winner == nil {
 		return nil, fmt.Errorf("fallback: every transport failed: %w", errors.Join(errs...))
+	}
+	if !winner.unlink() { // ctx ended as the winner came in: its attempt is cancelled
+		winner.conn.Close()
+		winner.cancel()
+		return nil, fmt.Errorf("fallback: %w", context.Cause(ctx))
 	}
 	name := t.transports[winner.index].Name()
 	t.mu.Lock()
