@@ -279,13 +279,7 @@ func (c *Consumer) hasConnected() bool {
 // welcomed reports whether the connection got as far as a welcome.
 func (c *Consumer) connect() (welcomed bool, err error) {
 	deadline := time.Now().Add(c.o.handshake)
-	hctx, cancel := context.WithDeadline(c.ctx, deadline)
-	defer cancel()
-	header, err := c.o.headers(hctx)
-	if err != nil {
-		return false, fmt.Errorf("cable: header function: %w", err)
-	}
-	conn, err := c.transport.Dial(hctx, &transport.Request{URL: c.url, Header: header, Subprotocols: c.offer})
+	conn, err := c.dial(deadline)
 	if err != nil {
 		return false, err
 	}
@@ -295,6 +289,33 @@ func (c *Consumer) connect() (welcomed bool, err error) {
 		return false, fmt.Errorf("cable: %w: %q", transport.ErrUnsupportedSubprotocol, conn.Subprotocol())
 	}
 	return c.serve(conn, codec, deadline)
+}
+
+// dial opens a connection by the handshake deadline. The dial runs on a
+// goroutine of its own: its deep call stack (HTTP, TLS, proxies) would
+// otherwise grow the stack of the run goroutine, which then waits in reads
+// for the connection's whole life, and a goroutine's stack does not shrink
+// below twice what it holds while it waits (an idle bridge session would
+// keep 8 KiB of stack instead of 4).
+func (c *Consumer) dial(deadline time.Time) (transport.Conn, error) {
+	hctx, cancel := context.WithDeadline(c.ctx, deadline)
+	defer cancel() // a connection returned is not affected (transport.Transport)
+	type dialed struct {
+		conn transport.Conn
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		header, err := c.o.headers(hctx)
+		if err != nil {
+			done <- dialed{err: fmt.Errorf("cable: header function: %w", err)}
+			return
+		}
+		conn, err := c.transport.Dial(hctx, &transport.Request{URL: c.url, Header: header, Subprotocols: c.offer})
+		done <- dialed{conn, err}
+	}()
+	d := <-done // Dial returns once hctx ends, at the latest
+	return d.conn, d.err
 }
 
 func (c *Consumer) codecFor(subprotocol string) (protocol.Codec, bool) {
