@@ -13,11 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
-	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 	"github.com/cableway/cableway/sdk/transport/websocket"
 )
@@ -330,41 +328,12 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
-	if !utf8.Valid(body) {
-		// encoding/json would turn the bad bytes of a string frame into
-		// U+FFFD and pass those of an object frame on; Rails closes the
-		// whole connection (1007) on them.
-		b.writeError(w, http.StatusBadRequest, "invalid_utf8", fmt.Sprintf("the body is not valid UTF-8 (byte %d)", invalidUTF8At(body)))
+	batch, cmds, err := bridgewire.ParseSend(body)
+	if err != nil {
+		var se *bridgewire.SendError
+		errors.As(err, &se)
+		b.writeError(w, http.StatusBadRequest, se.Reason, se.Detail)
 		return
-	}
-	var batch []bridgewire.Command
-	if err := json.Unmarshal(body, &batch); err != nil {
-		b.writeError(w, http.StatusBadRequest, "bad_body", "want a JSON array of {cseq, frame}: "+err.Error())
-		return
-	}
-	cmds := make([]protocol.Command, len(batch))
-	for i, c := range batch {
-		frame := []byte(c.Frame)
-		var str string
-		if json.Unmarshal(frame, &str) == nil {
-			frame = []byte(str) // the frame as a JSON string
-		}
-		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
-			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: %v", i, err))
-			return
-		}
-		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
-			reason := "bad_command"
-			if errors.Is(err, protocol.ErrInvalidUTF8) {
-				reason = "invalid_utf8"
-			}
-			b.writeError(w, http.StatusBadRequest, reason, fmt.Sprintf("entry %d: %v", i, err))
-			return
-		}
-		if c.CSeq == 0 {
-			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: cseq must be ≥ 1", i))
-			return
-		}
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
@@ -447,17 +416,4 @@ func (b *Bridge) bodyError(w http.ResponseWriter, err error) {
 		return
 	}
 	b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
-}
-
-// invalidUTF8At is the offset of the first byte of b that does not start
-// a valid UTF-8 sequence, or -1.
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
 }
