@@ -214,14 +214,13 @@ func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 // cursor reads the client's position: Last-Event-ID "<epoch>:<seq>" (SSE
 // resumption) or the "after" parameter (with an optional "epoch").
 func cursor(r *http.Request, s *session) (uint64, bool) {
-	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
 	if id := r.Header.Get(bridgewire.LastEventID); id != "" {
-		var ok bool
-		epoch, raw, ok = strings.Cut(id, ":")
-		if !ok {
-			return 0, false
-		}
+		// Both parts, as the bridge writes them: ":5" or "7:" is no
+		// cursor of this session.
+		e, n, ok := bridgewire.ParseEventID(id)
+		return n, ok && e == s.epoch
 	}
+	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
 	if epoch != "" && epoch != strconv.FormatUint(uint64(s.epoch), 10) {
 		return 0, false
 	}
