@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"crypto/tls"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Fuzz targets of the bridge's parsers of request fields. Run one with, e.g.:
@@ -245,6 +247,33 @@ func FuzzClientKey(f *testing.F) {
 		}
 		if same != (ka == kb) {
 			t.Fatalf("ClientKey(%q) = %q, ClientKey(%q) = %q: same client %v", a, ka, b, kb, same)
+		}
+	})
+}
+
+// FuzzPollTimeout: the long-poll timeout is a finite number of seconds ≥ 0
+// (decimal allowed), capped at MaxPollTimeout; "" is the default.
+func FuzzPollTimeout(f *testing.F) {
+	for _, s := range []string{
+		"", "0", "0.5", ".5", "25", "60", "61", "1e10", "1e400", "-1", "-0", "NaN", "Inf", "-Inf", "0x1p3", "1_0", " 1", "9223372036",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := pollTimeout(v)
+		if v == "" {
+			if !ok || d != DefaultPollTimeout {
+				t.Fatalf("pollTimeout(\"\") = %v %v", d, ok)
+			}
+			return
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		want := err == nil && n >= 0 && !math.IsInf(n, 0) && !math.IsNaN(n)
+		if ok != want {
+			t.Fatalf("pollTimeout(%q) = %v %v, want accepted %v", v, d, ok, want)
+		}
+		if ok && (d < 0 || d > MaxPollTimeout || d != time.Duration(math.Min(n, 60)*float64(time.Second))) {
+			t.Fatalf("pollTimeout(%q) = %v, want %v s capped at %v", v, d, n, MaxPollTimeout)
 		}
 	})
 }

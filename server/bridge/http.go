@@ -257,20 +257,30 @@ func (b *Bridge) putBuffer(buf []byte) {
 	b.buffers.Put(&buf)
 }
 
+// pollTimeout reads a long-poll's timeout parameter, in seconds (decimal
+// allowed): DefaultPollTimeout when empty, capped at MaxPollTimeout; ok is
+// false unless it is a finite number ≥ 0.
+func pollTimeout(v string) (time.Duration, bool) {
+	if v == "" {
+		return DefaultPollTimeout, true
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		return 0, false
+	}
+	// Clamp in seconds first: a huge n overflows a Duration.
+	return time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second)), true
+}
+
 func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 	s := b.lookup(w, r)
 	if s == nil {
 		return
 	}
-	timeout := DefaultPollTimeout
-	if v := r.URL.Query().Get("timeout"); v != "" {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
-			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
-			return
-		}
-		// Clamp in seconds first: a huge n overflows a Duration.
-		timeout = time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second))
+	timeout, ok := pollTimeout(r.URL.Query().Get("timeout"))
+	if !ok {
+		b.writeError(w, http.StatusBadRequest, "bad_timeout", r.URL.Query().Get("timeout"))
+		return
 	}
 	maxBytes := maxPollBytes
 	if v := r.URL.Query().Get("max_bytes"); v != "" {
