@@ -277,3 +277,68 @@ func FuzzPollTimeout(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUpstreamURL: the client's query reaches Rails added to the
+// operator's upstream URL, never overriding or adding to a parameter the
+// operator set; a client query that does not parse is an error.
+func FuzzUpstreamURL(f *testing.F) {
+	for _, s := range [][2]string{
+		{"", ""}, {"", "token=bob"}, {"token=reject", "token=bob"}, {"token=reject", "%74oken=bob&x=1"},
+		{"a=1&a=2", "a=3&b=4&b=5"}, {"", "a=1;b=2"}, {"", "%zz"}, {"", "a=%"}, {"", "&&&=&"}, {"x", "x=1"},
+		{"token=a+b", "token=c"}, {"", "q=%0d%0aX-Injected:%201"}, {"", "a=1#frag"}, {"", "a b=c"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, operatorQuery, rawQuery string) {
+		upstream := "ws://127.0.0.1:3000/cable"
+		if operatorQuery != "" {
+			upstream += "?" + operatorQuery
+		}
+		operator, operr := url.ParseQuery(operatorQuery)
+		if _, err := url.Parse(upstream); err != nil || operr != nil {
+			return // the operator's URL is checked when the bridge starts
+		}
+		b := &Bridge{upstream: upstream, cfg: defaultConfig()}
+		got, err := b.upstreamURL(rawQuery)
+		client, cerr := url.ParseQuery(rawQuery)
+		if err != nil {
+			if cerr == nil {
+				t.Fatalf("upstreamURL(%q) on %q: %v, but the query parses", rawQuery, upstream, err)
+			}
+			return
+		}
+		if cerr != nil {
+			t.Fatalf("upstreamURL(%q) on %q = %q, but the query does not parse: %v", rawQuery, upstream, got, cerr)
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "ws" || u.Host != "127.0.0.1:3000" || u.Path != "/cable" || u.Fragment != "" {
+			t.Fatalf("upstreamURL(%q) on %q = %q (%v)", rawQuery, upstream, got, err)
+		}
+		if strings.ContainsAny(got, " \r\n\t") {
+			t.Fatalf("upstreamURL(%q) = %q holds whitespace", rawQuery, got)
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			t.Fatalf("upstreamURL(%q) on %q = %q: its query does not parse: %v", rawQuery, upstream, got, err)
+		}
+		for k, vs := range q {
+			want, ok := operator[k]
+			if !ok {
+				want = client[k]
+			}
+			if strings.Join(vs, "\x00") != strings.Join(want, "\x00") || len(vs) != len(want) {
+				t.Fatalf("upstreamURL(%q) on %q = %q: %s=%q, want %q", rawQuery, upstream, got, k, vs, want)
+			}
+		}
+		for k := range operator {
+			if _, ok := q[k]; !ok {
+				t.Fatalf("upstreamURL(%q) on %q = %q lost the operator's %q", rawQuery, upstream, got, k)
+			}
+		}
+		for k := range client {
+			if _, ok := q[k]; !ok {
+				t.Fatalf("upstreamURL(%q) on %q = %q lost the client's %q", rawQuery, upstream, got, k)
+			}
+		}
+	})
+}
