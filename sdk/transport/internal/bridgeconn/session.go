@@ -81,9 +81,7 @@ func statusError(status int, body []byte) error {
 		}
 	} else {
 		text := strings.ToValidUTF8(strings.TrimSpace(string(body)), "?")
-		if len(text) > 120 {
-			text = text[:120] + "…"
-		}
+		text = clip(text, 120)
 		msg = "the answer is not from a Cableway bridge (is the bridge URL right?)"
 		if text != "" {
 			msg += fmt.Sprintf("; it said %q", text)
