@@ -185,7 +185,10 @@ func (e *SendError) Unwrap() error { return e.Err }
 // entries and their commands, decoded and validated (cmds[i] is batch[i]'s
 // frame), or a *SendError: the whole batch is refused when any part of it
 // is malformed. An accepted batch has only commands that
-// [protocol.ValidateCommand] accepts (valid UTF-8 included) and cseqs ≥ 1.
+// [protocol.ValidateCommand] accepts (valid UTF-8 included), no \u escape
+// of a lone surrogate at any level of their JSON text (Go decodes one as
+// U+FFFD, Rails refuses the text: the command would not be the client's),
+// and cseqs ≥ 1.
 func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error) {
 	if !utf8.Valid(body) {
 		// encoding/json would turn the bad bytes of a string frame into
@@ -206,9 +209,11 @@ func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error
 	cmds = make([]protocol.Command, len(batch))
 	for i, c := range batch {
 		frame := []byte(c.Frame)
+		lone := loneSurrogate(frame)
 		var str string
 		if json.Unmarshal(frame, &str) == nil {
 			frame = []byte(str) // the frame as a JSON string
+			lone = lone || loneSurrogate(frame)
 		}
 		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
 			return nil, nil, &SendError{Reason: SendBadCommand, Entry: i, Err: err,
@@ -221,6 +226,10 @@ func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error
 			}
 			return nil, nil, &SendError{Reason: reason, Entry: i, Err: err,
 				Detail: fmt.Sprintf("entry %d: %v", i, err)}
+		}
+		if lone || loneSurrogate([]byte(cmds[i].Identifier)) || loneSurrogate([]byte(cmds[i].Data)) {
+			return nil, nil, &SendError{Reason: SendInvalidUTF8, Entry: i,
+				Detail: fmt.Sprintf("entry %d: a \\u escape of half a surrogate pair is no Unicode text", i)}
 		}
 		if c.CSeq == 0 {
 			return nil, nil, &SendError{Reason: SendBadCommand, Entry: i,

@@ -125,6 +125,13 @@ func checkSendAccepted(t *testing.T, body []byte, batch []Command, cmds []protoc
 		if err := protocol.ValidateCommand(c); err != nil {
 			t.Fatalf("ParseSend(%q): entry %d accepted but invalid: %v", body, i, err)
 		}
+		// Nothing Go decodes as a made-up U+FFFD (an escaped lone
+		// surrogate, which Rails refuses), at any level.
+		for _, text := range []string{string(batch[i].Frame), c.Identifier, c.Data} {
+			if madeUpFFFD(text) {
+				t.Fatalf("ParseSend(%q): entry %d accepted with a lone surrogate in %q", body, i, text)
+			}
+		}
 		want := referenceCommand(t, batch[i].Frame)
 		if want != *c {
 			t.Fatalf("ParseSend(%q): entry %d = %+q, the reference decoding %+q", body, i, *c, want)
@@ -229,5 +236,81 @@ func TestParseSendSeeds(t *testing.T) {
 			_, cmds, _ := ParseSend([]byte(tc.body))
 			checkSendAccepted(t, []byte(tc.body), batch, cmds)
 		}
+	}
+}
+
+// madeUpFFFD reports whether encoding/json, decoding the JSON text s (or,
+// if s is a JSON string, the JSON text it holds too), produces a U+FFFD
+// that s does not spell — what it does for an escaped lone surrogate.
+func madeUpFFFD(s string) bool {
+	var v any
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return false
+	}
+	if inner, ok := v.(string); ok && madeUpFFFD(inner) {
+		return true
+	}
+	return countDecodedFFFD(v) > countSpelledFFFD(s)
+}
+
+func countDecodedFFFD(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case string:
+		n = strings.Count(v, "\uFFFD")
+	case []any:
+		for _, e := range v {
+			n += countDecodedFFFD(e)
+		}
+	case map[string]any:
+		for k, e := range v {
+			n += strings.Count(k, "\uFFFD") + countDecodedFFFD(e)
+		}
+	}
+	return n
+}
+
+// countSpelledFFFD counts U+FFFD written as itself or as \ufffd.
+func countSpelledFFFD(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		if s[i] == '\\' && i+1 < len(s) {
+			if s[i+1] == 'u' && i+6 <= len(s) && strings.EqualFold(s[i+2:i+6], "fffd") {
+				n++
+				i += 6
+			} else {
+				i += 2
+			}
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 3 {
+			n++
+		}
+		i += size
+	}
+	return n
+}
+
+// TestParseSendRefusesLoneSurrogates: an escaped lone surrogate, at the
+// frame's level or inside its identifier or data text, was passed on —
+// as U+FFFD, or as an escape Rails' JSON parser refuses (found with
+// FuzzParseSend's reference check; testdata/fuzz/FuzzParseSend/lone-*).
+func TestParseSendRefusesLoneSurrogates(t *testing.T) {
+	for _, body := range []string{
+		`[{"cseq":1,"frame":{"command":"subscribe","identifier":"\ud800"}}]`,
+		`[{"cseq":1,"frame":{"command":"subscribe","identifier":"{\"channel\":\"\\udc00\"}"}}]`,
+		`[{"cseq":1,"frame":"{\"command\":\"subscribe\",\"identifier\":\"\\ud800\"}"}]`,
+		`[{"cseq":1,"frame":{"command":"message","identifier":"x","data":{"action":"a","t":"\ud800x"}}}]`,
+	} {
+		_, _, err := ParseSend([]byte(body))
+		var se *SendError
+		if !errors.As(err, &se) || se.Reason != SendInvalidUTF8 || se.Entry != 0 {
+			t.Errorf("ParseSend(%s) = %v, want invalid_utf8 of entry 0", body, err)
+		}
+	}
+	ok := `[{"cseq":1,"frame":{"command":"subscribe","identifier":"{\"channel\":\"\\ud83d\\ude00 \ud83d\ude00 \\\\ud800\"}"}}]`
+	if _, _, err := ParseSend([]byte(ok)); err != nil {
+		t.Errorf("ParseSend(%s): %v, want accepted (pairs, and an escaped backslash)", ok, err)
 	}
 }
