@@ -342,3 +342,23 @@ func FuzzUpstreamURL(f *testing.F) {
 		}
 	})
 }
+
+// TestOriginEmptyQueryOrFragment: a Host "h#" (or "h?") passed for the
+// origin http://h, url.Parse dropping the empty fragment; no origin holds
+// '?' or '#' (found by FuzzOrigin, testdata/fuzz/FuzzOrigin/host-empty-fragment).
+func TestOriginEmptyQueryOrFragment(t *testing.T) {
+	b := &Bridge{cfg: defaultConfig()}
+	for _, host := range []string{"example.com#", "example.com?"} {
+		if b.sameOrigin(&http.Request{Host: host, Header: http.Header{}}, "http://example.com") {
+			t.Errorf("Host %q: same origin as http://example.com", host)
+		}
+	}
+	for _, o := range []string{"http://example.com#", "http://example.com?", "http://example.com/?"} {
+		if c, ok := canonicalOrigin(o); ok {
+			t.Errorf("canonicalOrigin(%q) = %q", o, c)
+		}
+	}
+	if c, ok := canonicalOrigin("http://Example.com:80/"); !ok || c != "http://example.com" {
+		t.Errorf("canonicalOrigin(http://Example.com:80/) = %q %v", c, ok)
+	}
+}
