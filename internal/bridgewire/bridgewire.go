@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
+
+	"github.com/cableway/cableway/sdk/protocol"
 )
 
 // Header names.
@@ -191,4 +194,106 @@ func ParseReset(data []byte) string {
 	var r Reset
 	json.Unmarshal(data, &r)
 	return r.Reason
+}
+
+// Refusal reasons of a POST /send body (the "error" of its 400 answer).
+const (
+	// SendBadBody: the body is not a JSON array of {cseq, frame}.
+	SendBadBody = "bad_body"
+	// SendBadCommand: an entry's frame is not a valid command, or its
+	// cseq is 0.
+	SendBadCommand = "bad_command"
+	// SendInvalidUTF8: the body, or the text of a command, is not valid
+	// UTF-8.
+	SendInvalidUTF8 = "invalid_utf8"
+)
+
+// SendError is the refusal of a POST /send body by [ParseSend]: Reason is
+// a Send* constant, Detail says what is wrong for a person (and names the
+// entry, counted from 0, when one is at fault), Entry is that entry or -1.
+// Err, when set, is the underlying error (a *protocol.DecodeError,
+// protocol.ErrInvalidUTF8, a JSON syntax error, …).
+type SendError struct {
+	Reason string
+	Detail string
+	Entry  int
+	Err    error
+}
+
+func (e *SendError) Error() string { return "send: " + e.Reason + ": " + e.Detail }
+
+// Unwrap returns Err.
+func (e *SendError) Unwrap() error { return e.Err }
+
+// ParseSend reads the body of a POST /send: a JSON array of {cseq, frame}
+// entries, each frame one ActionCable command as a JSON object or as a
+// JSON string holding its text (server/PROTOCOL.md). It returns the
+// entries and their commands, decoded and validated (cmds[i] is batch[i]'s
+// frame), or a *SendError: the whole batch is refused when any part of it
+// is malformed. An accepted batch has only commands that
+// [protocol.ValidateCommand] accepts (valid UTF-8 included), no \u escape
+// of a lone surrogate at any level of their JSON text (Go decodes one as
+// U+FFFD, Rails refuses the text: the command would not be the client's),
+// and cseqs ≥ 1.
+func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error) {
+	if !utf8.Valid(body) {
+		// encoding/json would turn the bad bytes of a string frame into
+		// U+FFFD and pass those of an object frame on; Rails closes the
+		// whole connection (1007) on them.
+		return nil, nil, &SendError{Reason: SendInvalidUTF8, Entry: -1,
+			Detail: fmt.Sprintf("the body is not valid UTF-8 (byte %d)", invalidUTF8At(body))}
+	}
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '[' {
+		// encoding/json takes null for an empty slice.
+		return nil, nil, &SendError{Reason: SendBadBody, Entry: -1,
+			Detail: "want a JSON array of {cseq, frame}"}
+	}
+	if err := json.Unmarshal(body, &batch); err != nil {
+		return nil, nil, &SendError{Reason: SendBadBody, Entry: -1, Err: err,
+			Detail: "want a JSON array of {cseq, frame}: " + err.Error()}
+	}
+	cmds = make([]protocol.Command, len(batch))
+	for i, c := range batch {
+		frame := []byte(c.Frame)
+		lone := loneSurrogate(frame)
+		var str string
+		if json.Unmarshal(frame, &str) == nil {
+			frame = []byte(str) // the frame as a JSON string
+			lone = lone || loneSurrogate(frame)
+		}
+		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
+			return nil, nil, &SendError{Reason: SendBadCommand, Entry: i, Err: err,
+				Detail: fmt.Sprintf("entry %d: %v", i, err)}
+		}
+		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
+			reason := SendBadCommand
+			if errors.Is(err, protocol.ErrInvalidUTF8) {
+				reason = SendInvalidUTF8
+			}
+			return nil, nil, &SendError{Reason: reason, Entry: i, Err: err,
+				Detail: fmt.Sprintf("entry %d: %v", i, err)}
+		}
+		if lone || loneSurrogate([]byte(cmds[i].Identifier)) || loneSurrogate([]byte(cmds[i].Data)) {
+			return nil, nil, &SendError{Reason: SendInvalidUTF8, Entry: i,
+				Detail: fmt.Sprintf("entry %d: a \\u escape of half a surrogate pair is no Unicode text", i)}
+		}
+		if c.CSeq == 0 {
+			return nil, nil, &SendError{Reason: SendBadCommand, Entry: i,
+				Detail: fmt.Sprintf("entry %d: cseq must be ≥ 1", i)}
+		}
+	}
+	return batch, cmds, nil
+}
+
+// invalidUTF8At is the offset of the first byte of b that does not start
+// a valid UTF-8 sequence, or -1.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

@@ -14,11 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
-	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 )
 
@@ -346,14 +344,13 @@ func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 // cursor reads the client's position: Last-Event-ID "<epoch>:<seq>" (SSE
 // resumption) or the "after" parameter (with an optional "epoch").
 func cursor(r *http.Request, s *session) (uint64, bool) {
-	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
 	if id := r.Header.Get(bridgewire.LastEventID); id != "" {
-		var ok bool
-		epoch, raw, ok = strings.Cut(id, ":")
-		if !ok {
-			return 0, false
-		}
+		// Both parts, as the bridge writes them: ":5" or "7:" is no
+		// cursor of this session.
+		e, n, ok := bridgewire.ParseEventID(id)
+		return n, ok && e == s.epoch
 	}
+	raw, epoch := r.URL.Query().Get("after"), r.URL.Query().Get("epoch")
 	if epoch != "" && epoch != strconv.FormatUint(uint64(s.epoch), 10) {
 		return 0, false
 	}
@@ -390,20 +387,30 @@ func (b *Bridge) putBuffer(buf []byte) {
 	b.buffers.Put(&buf)
 }
 
+// pollTimeout reads a long-poll's timeout parameter, in seconds (decimal
+// allowed): DefaultPollTimeout when empty, capped at MaxPollTimeout; ok is
+// false unless it is a finite number ≥ 0.
+func pollTimeout(v string) (time.Duration, bool) {
+	if v == "" {
+		return DefaultPollTimeout, true
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		return 0, false
+	}
+	// Clamp in seconds first: a huge n overflows a Duration.
+	return time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second)), true
+}
+
 func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 	s := b.lookup(w, r)
 	if s == nil {
 		return
 	}
-	timeout := DefaultPollTimeout
-	if v := r.URL.Query().Get("timeout"); v != "" {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
-			b.writeError(w, http.StatusBadRequest, "bad_timeout", v)
-			return
-		}
-		// Clamp in seconds first: a huge n overflows a Duration.
-		timeout = time.Duration(min(n, MaxPollTimeout.Seconds()) * float64(time.Second))
+	timeout, ok := pollTimeout(r.URL.Query().Get("timeout"))
+	if !ok {
+		b.writeError(w, http.StatusBadRequest, "bad_timeout", r.URL.Query().Get("timeout"))
+		return
 	}
 	maxBytes := maxPollBytes
 	if v := r.URL.Query().Get("max_bytes"); v != "" {
@@ -460,41 +467,12 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.bodyError(w, err)
 		return
 	}
-	if !utf8.Valid(body) {
-		// encoding/json would turn the bad bytes of a string frame into
-		// U+FFFD and pass those of an object frame on; Rails closes the
-		// whole connection (1007) on them.
-		b.writeError(w, http.StatusBadRequest, "invalid_utf8", fmt.Sprintf("the body is not valid UTF-8 (byte %d)", invalidUTF8At(body)))
+	batch, cmds, err := bridgewire.ParseSend(body)
+	if err != nil {
+		var se *bridgewire.SendError
+		errors.As(err, &se)
+		b.writeError(w, http.StatusBadRequest, se.Reason, se.Detail)
 		return
-	}
-	var batch []bridgewire.Command
-	if err := json.Unmarshal(body, &batch); err != nil {
-		b.writeError(w, http.StatusBadRequest, "bad_body", "want a JSON array of {cseq, frame}: "+err.Error())
-		return
-	}
-	cmds := make([]protocol.Command, len(batch))
-	for i, c := range batch {
-		frame := []byte(c.Frame)
-		var str string
-		if json.Unmarshal(frame, &str) == nil {
-			frame = []byte(str) // the frame as a JSON string
-		}
-		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
-			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: %v", i, err))
-			return
-		}
-		if err := protocol.ValidateCommand(&cmds[i]); err != nil {
-			reason := "bad_command"
-			if errors.Is(err, protocol.ErrInvalidUTF8) {
-				reason = "invalid_utf8"
-			}
-			b.writeError(w, http.StatusBadRequest, reason, fmt.Sprintf("entry %d: %v", i, err))
-			return
-		}
-		if c.CSeq == 0 {
-			b.writeError(w, http.StatusBadRequest, "bad_command", fmt.Sprintf("entry %d: cseq must be ≥ 1", i))
-			return
-		}
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
@@ -577,17 +555,4 @@ func (b *Bridge) bodyError(w http.ResponseWriter, err error) {
 		return
 	}
 	b.writeError(w, http.StatusBadRequest, "bad_body", err.Error())
-}
-
-// invalidUTF8At is the offset of the first byte of b that does not start
-// a valid UTF-8 sequence, or -1.
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
 }

@@ -93,6 +93,9 @@ func (b *Bridge) sameOrigin(r *http.Request, origin string) bool {
 // canonicalOrigin is origin as "scheme://host[:port]" in lower case,
 // without a default port; ok is false for anything but an http(s) origin.
 func canonicalOrigin(origin string) (string, bool) {
+	if strings.ContainsAny(origin, "?#") { // even empty: url.Parse drops "http://h#"'s '#'
+		return "", false
+	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return "", false

@@ -252,14 +252,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	limit := 0
-	if v := q.Get("poll-queue"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			h.writeError(w, http.StatusBadRequest, "bad_poll_queue", "poll-queue must be an integer ≥ 1: "+v)
-			return
-		}
-		limit = min(n, MaxPollQueue)
+	limit, err := pollQueue(q.Get("poll-queue"))
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, "bad_poll_queue", err.Error())
+		return
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -274,6 +270,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
 		h.writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method)
 	}
+}
+
+// pollQueue reads the poll-queue parameter: 0 (the default bound) when
+// empty, else an integer ≥ 1 capped at MaxPollQueue.
+func pollQueue(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errors.New("poll-queue must be an integer ≥ 1: " + v)
+	}
+	return min(n, MaxPollQueue), nil
 }
 
 // sameSiteOrNoBrowser decides on a request that carries credentials but no

@@ -344,7 +344,7 @@ func lastForwardedIP(values []string, forwarded bool) (string, bool) {
 		}
 	}
 	if ap, err := netip.ParseAddrPort(last); err == nil {
-		return ap.Addr().Unmap().String(), true
+		return ap.Addr().Unmap().WithZone("").String(), true
 	}
 	last = strings.TrimSuffix(strings.TrimPrefix(last, "["), "]")
 	if a, err := netip.ParseAddr(last); err == nil {

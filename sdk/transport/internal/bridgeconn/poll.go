@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"time"
@@ -82,6 +83,11 @@ func (p Poll) Run(ctx context.Context, s *Session, after uint64, emit func(uint6
 					return err
 				}
 				continue
+			}
+			if seq == math.MaxUint64 {
+				// A bridge's numbers cannot wrap to 0, which means "no
+				// number" (a ping).
+				return fmt.Errorf("%w: poll numbered a frame past %d", ErrReset, seq)
 			}
 			seq++
 			if err := emit(seq, f); err != nil {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/backoff"
@@ -73,21 +74,31 @@ func statusError(status int, body []byte) error {
 	var e bridgewire.Error
 	msg := ""
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		msg = e.Error
+		// Bounded: the body is whatever answered, and ends up in logs.
+		msg = clip(e.Error, 100)
 		if e.Detail != "" {
-			msg += ": " + e.Detail
+			msg += ": " + clip(e.Detail, 300)
 		}
 	} else {
 		text := strings.ToValidUTF8(strings.TrimSpace(string(body)), "?")
-		if len(text) > 120 {
-			text = text[:120] + "…"
-		}
+		text = clip(text, 120)
 		msg = "the answer is not from a Cableway bridge (is the bridge URL right?)"
 		if text != "" {
 			msg += fmt.Sprintf("; it said %q", text)
 		}
 	}
 	return &transport.HandshakeError{StatusCode: status, Err: errors.New("bridge: " + msg)}
+}
+
+// clip is s cut to at most n bytes on a rune boundary, "…" marking a cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // bridgeError returns the error code of a bridge's JSON error body.
