@@ -17,6 +17,7 @@ import (
 
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
+	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/sdk/transport"
 )
 
