@@ -255,11 +255,11 @@ func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error
 	cmds = make([]protocol.Command, len(batch))
 	for i, c := range batch {
 		frame := []byte(c.Frame)
-		lone := loneSurrogate(frame)
+		lone := LoneSurrogate(frame)
 		var str string
 		if json.Unmarshal(frame, &str) == nil {
 			frame = []byte(str) // the frame as a JSON string
-			lone = lone || loneSurrogate(frame)
+			lone = lone || LoneSurrogate(frame)
 		}
 		if err := (protocol.JSONCodec{}).DecodeCommand(frame, &cmds[i]); err != nil {
 			return nil, nil, &SendError{Reason: SendBadCommand, Entry: i, Err: err,
@@ -273,7 +273,7 @@ func ParseSend(body []byte) (batch []Command, cmds []protocol.Command, err error
 			return nil, nil, &SendError{Reason: reason, Entry: i, Err: err,
 				Detail: fmt.Sprintf("entry %d: %v", i, err)}
 		}
-		if lone || loneSurrogate([]byte(cmds[i].Identifier)) || loneSurrogate([]byte(cmds[i].Data)) {
+		if lone || LoneSurrogate([]byte(cmds[i].Identifier)) || LoneSurrogate([]byte(cmds[i].Data)) {
 			return nil, nil, &SendError{Reason: SendInvalidUTF8, Entry: i,
 				Detail: fmt.Sprintf("entry %d: a \\u escape of half a surrogate pair is no Unicode text", i)}
 		}

@@ -2,11 +2,12 @@ package bridgewire
 
 import "strconv"
 
-// loneSurrogate reports whether the JSON text b holds a \u escape of half
+// LoneSurrogate reports whether the JSON text b holds a \u escape of half
 // a UTF-16 surrogate pair without its other half. Decoders disagree on
 // those: Go's turns one into U+FFFD, Ruby's (Rails) refuses the text, so
-// the command Rails would get is not the one the client sent.
-func loneSurrogate(b []byte) bool {
+// the command Rails would get is not the one the client sent. A malformed
+// \u escape is not one (a JSON decoder refuses the text anyway).
+func LoneSurrogate(b []byte) bool {
 	pendingHigh := false
 	for i := 0; i < len(b); i++ {
 		if b[i] != '\\' || i+1 >= len(b) {

@@ -50,45 +50,8 @@ func checkText(b []byte) error {
 	if !utf8.Valid(b) {
 		return fmt.Errorf("%w: invalid UTF-8", ErrInvalidText)
 	}
-	pendingHigh := false
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' || i+1 >= len(b) {
-			if pendingHigh {
-				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
-			}
-			continue
-		}
-		i++
-		if b[i] != 'u' || i+4 >= len(b) {
-			if pendingHigh {
-				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
-			}
-			continue
-		}
-		n, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
-		if err != nil {
-			return fmt.Errorf("%w: bad \\u escape", ErrInvalidText)
-		}
-		i += 4
-		switch {
-		case 0xD800 <= n && n <= 0xDBFF:
-			if pendingHigh {
-				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
-			}
-			pendingHigh = true
-		case 0xDC00 <= n && n <= 0xDFFF:
-			if !pendingHigh {
-				return fmt.Errorf("%w: \\u escape of a lone low surrogate", ErrInvalidText)
-			}
-			pendingHigh = false
-		default:
-			if pendingHigh {
-				return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
-			}
-		}
-	}
-	if pendingHigh {
-		return fmt.Errorf("%w: \\u escape of a lone high surrogate", ErrInvalidText)
+	if bridgewire.LoneSurrogate(b) {
+		return fmt.Errorf("%w: \\u escape of a lone surrogate", ErrInvalidText)
 	}
 	return nil
 }
