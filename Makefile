@@ -48,7 +48,7 @@ unit:
 	GOOS=js GOARCH=wasm $(GO) test -count=1 -exec="$$($(GO) env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm/
 
 ## fuzz: a short run of every fuzz target (FUZZTIME each, default 10000 inputs)
-FUZZ_PKGS := ./sdk/protocol/ ./internal/bridgewire/ ./server/bridge/ ./server/compat/ ./server/cmd/cableway/ ./sdk/transport/internal/bridgeconn/
+FUZZ_PKGS := ./sdk/protocol/ ./internal/bridgewire/ ./server/bridge/ ./server/compat/ ./server/cmd/cableway/ ./sdk/transport/internal/bridgeconn/ ./sdk/cable/
 fuzz:
 	@for p in $(FUZZ_PKGS); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
