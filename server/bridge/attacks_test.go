@@ -9,6 +9,7 @@ package bridge_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -23,6 +24,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	ws "github.com/coder/websocket"
 
@@ -148,8 +150,8 @@ func TestAttackCrossSiteFromForeignOrigin(t *testing.T) {
 	}
 	for _, origin := range []string{
 		"https://evil.example",
-		"null",                            // a sandboxed iframe, a data: URL
-		"https://" + host,                 // the bridge's host on another scheme
+		"null",                             // a sandboxed iframe, a data: URL
+		"https://" + host,                  // the bridge's host on another scheme
 		"http://" + host + ".evil.example", // a prefix of the bridge's origin
 		"http://evil.example/" + host,
 		allowed + ".evil.example",
@@ -521,4 +523,158 @@ func streamOf(t *testing.T, e *fakeEnv, req *http.Request) *sseStream {
 	st := &sseStream{Resp: resp, events: make(chan sseEvent, 4096), stop: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
 	go st.read(bufio.NewReader(resp.Body))
 	return st
+}
+
+// Invalid UTF-8 on every path into and out of the bridge. From a client:
+// /send (in a frame object, in a frame string, as a lone surrogate
+// escape), the single-request open's subscribe parameter, the WebSocket
+// proxy and a re-attached WebSocket (JSON and MessagePack): refused with
+// 400 invalid_utf8 or close 1007, and never forwarded (Rails would drop
+// the whole connection). From the upstream: a frame that is not valid
+// UTF-8 never reaches a client as it is (every downstream writes valid
+// UTF-8 only), and the session goes on. Defences: protocol.ValidateCommand
+// and bridgewire.ParseSend on the way in; the upstream consumer's frame
+// decoding on the way out.
+func TestAttackInvalidUTF8(t *testing.T) {
+	e := newFakeEnv(t, nil)
+	ctx := testCtx(t, 60*time.Second)
+	s, up := e.create(t, ctx)
+	const ident = `{"channel":"X"}`
+	identJSON, _ := json.Marshal(ident)
+
+	for name, frame := range map[string]string{
+		"frame object":   `{"command":"message","identifier":` + string(identJSON) + `,"data":"{\"t\":\"` + "\xff" + `\"}"}`,
+		"frame string":   `"{\"command\":\"subscribe\",\"identifier\":\"{\\\"channel\\\":\\\"` + "\xc3" + `\\\"}\"}"`,
+		"lone surrogate": `{"command":"subscribe","identifier":"{\"channel\":\"\ud800\"}"}`,
+		"overlong NUL":   `{"command":"subscribe","identifier":"{\"channel\":\"` + "\xc0\x80" + `\"}"}`,
+		"CESU surrogate": `{"command":"subscribe","identifier":"{\"channel\":\"` + "\xed\xa0\x80" + `\"}"}`,
+	} {
+		resp, body := e.do(t, ctx, "POST", "/sessions/"+s.SID+"/send?token="+s.Token, nil, `[{"cseq":1,"frame":`+frame+`}]`)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_utf8"`) {
+			t.Errorf("/send with a %s holding invalid text: %d %s, want 400 invalid_utf8", name, resp.StatusCode, body)
+		}
+	}
+	for _, q := range []string{"%FF", "%ED%A0%80", "%C0%80"} {
+		resp, body := e.do(t, ctx, "GET", bridgewire.OpenSSEPath+"?"+bridgewire.SubscribeParam+"="+q, nil, "")
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_utf8"`) {
+			t.Errorf("GET /sessions/sse?subscribe=%s: %d %s, want 400 invalid_utf8", q, resp.StatusCode, body)
+		}
+	}
+	handshakes := e.up.Handshakes()
+	for _, path := range []string{"/", "/sessions/" + s.SID + "/ws?after=0&token=" + s.Token} {
+		for _, sub := range []string{protocol.SubprotocolJSON, protocol.SubprotocolMessagePack} {
+			c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(e.srv.URL, "http")+path, &ws.DialOptions{HTTPClient: e.client, Subprotocols: []string{sub}})
+			if err != nil {
+				t.Fatalf("%s (%s): %v", path, sub, err)
+			}
+			if path == "/" {
+				if _, err := e.up.NextConn(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			codec, _ := protocol.CodecFor(sub)
+			frame, err := codec.AppendCommand(nil, &protocol.Command{Command: "subscribe", Identifier: `{"channel":"` + "\xe2\x82" + `"}`})
+			if err != nil {
+				t.Fatal(err)
+			}
+			typ := ws.MessageText
+			if codec.Binary() {
+				typ = ws.MessageBinary
+			}
+			if err := c.Write(ctx, typ, frame); err != nil {
+				t.Fatal(err)
+			}
+			for err == nil {
+				_, _, err = c.Read(ctx)
+			}
+			if ws.CloseStatus(err) != ws.StatusInvalidFramePayloadData {
+				t.Errorf("%s (%s): a command with invalid UTF-8 ended the socket with %v, want close 1007", path, sub, err)
+			}
+			c.CloseNow()
+		}
+	}
+	if n := e.up.Handshakes() - handshakes; n != 2 {
+		t.Errorf("%d proxy handshakes, want 2", n)
+	}
+	noCommandSince(t, ctx, e, s, "commands with invalid UTF-8")
+
+	// From the upstream: frames that are not valid UTF-8, then a valid one.
+	for _, bad := range []string{
+		`{"identifier":"{\"channel\":\"X\"}","message":{"t":"` + "\xff\xfe" + `"}}`,
+		`{"identifier":"{\"channel\":\"X\"}","message":{"t":"` + "\xed\xa0\x80" + `"}}`,
+		`{"identifier":"{\"channel\":\"X\"}","message":{"t":"\ud800"}}`,
+	} {
+		if err := up.WriteText(ctx, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := up.Broadcast(ctx, ident, map[string]string{"t": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	// Every downstream gets the four frames, each as valid UTF-8 (the bad
+	// bytes replaced, as a browser's decoder would), none dropped: a
+	// WebSocket client counts frames for its cursor.
+	check := func(what string, got []json.RawMessage) {
+		t.Helper()
+		var msgs []json.RawMessage
+		for _, f := range got {
+			if !utf8.Valid(f) {
+				t.Errorf("%s: a frame with invalid UTF-8 reached the client: %q", what, f)
+			}
+			if frameType(f) == "message" {
+				msgs = append(msgs, f)
+			}
+		}
+		if len(msgs) != 4 || !bytes.Contains(msgs[3], []byte(`"after"`)) || !bytes.Contains(msgs[0], []byte("\uFFFD")) {
+			t.Errorf("%s: messages %q, want the 4 frames", what, msgs)
+		}
+	}
+	var polled []json.RawMessage
+	for after := uint64(1); ctx.Err() == nil && !hasAfter(polled); {
+		p := pollOnce(t, ctx, e, s, after)
+		after = p.Next
+		polled = append(polled, p.Frames...)
+	}
+	check("long-poll", polled)
+
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/sessions/"+s.SID+"/sse?after=1&token="+s.Token, nil)
+	st := streamOf(t, e, req)
+	var streamed []json.RawMessage
+	for len(streamed) < 5 { // 4 messages and the confirmation of the marker
+		ev, err := st.next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.HasData && ev.ID != "" {
+			streamed = append(streamed, json.RawMessage(ev.Data))
+		}
+	}
+	st.Close()
+	check("SSE", streamed)
+
+	c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/sessions/"+s.SID+"/ws?after=1&token="+s.Token, &ws.DialOptions{HTTPClient: e.client, Subprotocols: []string{protocol.SubprotocolJSON}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	var read []json.RawMessage
+	for len(read) < 5 {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if frameType(data) != "ping" {
+			read = append(read, data)
+		}
+	}
+	check("WebSocket", read)
+}
+
+func hasAfter(frames []json.RawMessage) bool {
+	for _, f := range frames {
+		if bytes.Contains(f, []byte(`"after"`)) {
+			return true
+		}
+	}
+	return false
 }
