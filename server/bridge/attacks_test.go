@@ -19,9 +19,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -677,4 +679,151 @@ func hasAfter(frames []json.RawMessage) bool {
 		}
 	}
 	return false
+}
+
+// Oversized bodies and frames on every endpoint: a body beyond the limit
+// is 413 body_too_large on every route, the ones that read none
+// included, and a session creation refused so never dials the upstream; a
+// client frame beyond the frame limit closes the proxy's and a
+// re-attached socket with 1009. Defences: MaxBytesReader in create, send
+// and drainBody; the WebSocket read limit (serveWebSocket).
+func TestAttackOversized(t *testing.T) {
+	const bodyLimit, frameLimit = 1024, 4096
+	e := newFakeEnv(t, nil, bridge.WithBodyLimit(bodyLimit), bridge.WithFrameLimit(frameLimit))
+	ctx := testCtx(t, 60*time.Second)
+	s, _ := e.create(t, ctx)
+	handshakes := e.up.Handshakes()
+	big := `[{"cseq":1,"frame":` + cmd("subscribe", identifier("X", "pad", strings.Repeat("x", 2*bodyLimit)), "") + `}]`
+	for _, r := range []struct{ method, path string }{
+		{"POST", "/sessions"},
+		{"POST", "/sessions/" + s.SID + "/send?token=" + s.Token},
+		{"GET", bridgewire.OpenSSEPath},
+		{"GET", "/sessions/" + s.SID + "/sse?token=" + s.Token},
+		{"GET", "/sessions/" + s.SID + "/poll?timeout=0&token=" + s.Token},
+		{"GET", "/sessions/" + s.SID + "/ws?token=" + s.Token},
+		{"DELETE", "/sessions/" + s.SID + "?token=" + s.Token},
+		{"GET", "/healthz"},
+		{"GET", "/nowhere"},
+		{"POST", "/events/AttackAttackAttackAttack0"},
+		{"GET", "/events/AttackAttackAttackAttack0"},
+	} {
+		resp, body := e.do(t, ctx, r.method, r.path, http.Header{"Content-Type": {"application/json"}}, big)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "body_too_large") && !strings.Contains(string(body), "too large") {
+			t.Errorf("%s %s with a %d-byte body: %d %s, want 413", r.method, r.path, len(big), resp.StatusCode, body)
+		}
+	}
+	if n := e.up.Handshakes(); n != handshakes {
+		t.Errorf("the upstream saw %d handshakes for refused requests", n-handshakes)
+	}
+	if st := e.bridge.Stats(); st.Sessions != 1 {
+		t.Errorf("%d sessions, want 1 (the DELETE with a body too large must not end it)", st.Sessions)
+	}
+
+	for _, path := range []string{"/", "/sessions/" + s.SID + "/ws?after=1&token=" + s.Token} {
+		c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(e.srv.URL, "http")+path, &ws.DialOptions{HTTPClient: e.client, Subprotocols: []string{protocol.SubprotocolJSON}})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		frame := cmd("subscribe", identifier("X", "pad", strings.Repeat("y", 2*frameLimit)), "")
+		if err := c.Write(ctx, ws.MessageText, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+		for err == nil {
+			_, _, err = c.Read(ctx)
+		}
+		if ws.CloseStatus(err) != ws.StatusMessageTooBig {
+			t.Errorf("%s: a %d-byte frame ended the socket with %v, want close 1009", path, len(frame), err)
+		}
+		c.CloseNow()
+	}
+	// Nothing too large reached the upstream: the proxy's session saw no
+	// command, and the marker is the first of s.
+	noCommandSince(t, ctx, e, s, "oversized frames")
+}
+
+// Session floods from one client: many concurrent creations from one
+// address (IPv4 and IPv6 end to end, the default client IP being the
+// connection's address) open no more sessions than the per-client cap,
+// on every entry that creates one, and dial the upstream no more; an
+// IPv6 client counts as its /64 (ClientKey). Defence: reserve's per-client
+// count, taken before the upstream is dialled.
+func TestAttackSessionFlood(t *testing.T) {
+	const perIP = 3
+	e := newFakeEnv(t, nil, bridge.WithSessionLimits(1000, perIP), bridge.WithSessionRate(0, 0))
+	ctx := testCtx(t, 60*time.Second)
+	servers := map[string]string{"127.0.0.1": e.srv.URL}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		srv := httptest.NewUnstartedServer(e.bridge)
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		t.Cleanup(srv.Close)
+		servers["::1"] = srv.URL
+	} else {
+		t.Logf("no IPv6 loopback (%v): the /64 key is covered by TestClientKey only", err)
+	}
+	for ip, base := range servers {
+		before := e.up.Handshakes()
+		var created, refused, other atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Go(func() {
+				var (
+					req *http.Request
+					err error
+				)
+				switch i % 3 {
+				case 0:
+					req, err = http.NewRequestWithContext(ctx, "POST", base+"/sessions", nil)
+				case 1: // the single-request open, read until its session event
+					req, err = http.NewRequestWithContext(ctx, "GET", base+bridgewire.OpenSSEPath, nil)
+				case 2: // a compat session
+					req, err = http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/events/Flood%020d?timeout=0", base, len(ip)*100+i), nil)
+					req.Header.Set("Accept", "application/json")
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := e.client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer resp.Body.Close()
+				switch {
+				case resp.StatusCode/100 == 2:
+					created.Add(1)
+				case resp.StatusCode == http.StatusTooManyRequests:
+					b, _ := io.ReadAll(resp.Body)
+					if !strings.Contains(string(b), "too_many_sessions_for_ip") {
+						t.Errorf("429 %s", b)
+					}
+					refused.Add(1)
+				default:
+					b, _ := io.ReadAll(resp.Body)
+					t.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, b)
+					other.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if created.Load() != perIP || refused.Load() != 40-perIP {
+			t.Errorf("from %s: %d created, %d refused with 429, want %d and %d", ip, created.Load(), refused.Load(), perIP, 40-perIP)
+		}
+		if n := e.up.Handshakes() - before; n != perIP {
+			t.Errorf("from %s: the upstream saw %d handshakes, want %d", ip, n, perIP)
+		}
+		// The WebSocket proxy is refused as well.
+		u := "ws" + strings.TrimPrefix(base, "http") + "/"
+		if c, resp, err := ws.Dial(ctx, u, &ws.DialOptions{HTTPClient: e.client}); err == nil {
+			c.CloseNow()
+			t.Errorf("from %s: a proxy session beyond the cap", ip)
+		} else if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("from %s: proxy beyond the cap: %v, want 429", ip, err)
+		}
+	}
+	if got, want := bridge.ClientKey("::1"), bridge.ClientKey("::2"); got != want {
+		t.Errorf("ClientKey(::1) %q and ClientKey(::2) %q: one /64 must be one client", got, want)
+	}
 }
