@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -826,4 +827,190 @@ func TestAttackSessionFlood(t *testing.T) {
 	if got, want := bridge.ClientKey("::1"), bridge.ClientKey("::2"); got != want {
 		t.Errorf("ClientKey(::1) %q and ClientKey(::2) %q: one /64 must be one client", got, want)
 	}
+}
+
+// countingWriter counts the bytes logged.
+type countingWriter struct {
+	n     atomic.Int64
+	lines atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	w.lines.Add(int64(bytes.Count(p, []byte("\n"))))
+	return len(p), nil
+}
+
+// A malicious upstream: a frame far beyond the frame limit, an endless
+// flood of frames its client does not read, and invalid frames at full
+// speed. The bridge stays bounded in memory (what it holds never exceeds
+// its queue and resume window plus a frame), its logs stay bounded even
+// at debug level (counted in bytes: kilobytes, not gigabytes), and
+// clients are told of what ends their session. Defences: the upstream
+// read limit (WithFrameLimit), the session's pending limit (WithQueue:
+// backpressure on the upstream socket), the consumer's rate-limited
+// frame-error log.
+func TestAttackMaliciousUpstream(t *testing.T) {
+	const (
+		frameLimit  = 64 << 10
+		queueBytes  = 64 << 10
+		windowBytes = 64 << 10
+	)
+	var logged countingWriter
+	logger := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newFakeEnv(t, nil,
+		bridge.WithFrameLimit(frameLimit),
+		bridge.WithQueue(1<<20, queueBytes), // bytes bind first
+		bridge.WithResumeWindow(windowBytes),
+		bridge.WithLogger(logger),
+	)
+	ctx := testCtx(t, 120*time.Second)
+	const ident = `{"channel":"X"}`
+
+	t.Run("huge frame", func(t *testing.T) {
+		s, up := e.create(t, ctx)
+		// 32 MiB announced: the bridge must stop reading long before.
+		err := up.WriteText(ctx, append(append([]byte(`{"identifier":"{\"channel\":\"X\"}","message":"`), bytes.Repeat([]byte("x"), 32<<20)...), `"}`...))
+		if err == nil {
+			t.Error("the upstream wrote a 32 MiB frame whole: the bridge read it all")
+		}
+		var after uint64
+		for {
+			p := pollOnce(t, ctx, e, s, after)
+			after = p.Next
+			for _, f := range p.Frames {
+				if len(f) > frameLimit {
+					t.Fatalf("a %d-byte frame reached the client", len(f))
+				}
+			}
+			if n := len(p.Frames); n > 0 && frameType(p.Frames[n-1]) == "disconnect" {
+				if !bytes.Contains(p.Frames[n-1], []byte("upstream_lost")) {
+					t.Errorf("last frame %s, want the upstream_lost disconnect", p.Frames[n-1])
+				}
+				break
+			}
+			if p.Ended {
+				t.Fatal("the session ended without telling the client")
+			}
+			if ctx.Err() != nil {
+				t.Fatal(ctx.Err())
+			}
+		}
+	})
+
+	t.Run("endless flood", func(t *testing.T) {
+		s, up := e.create(t, ctx)
+		stop := make(chan struct{})
+		var maxHeld atomic.Int64
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			for {
+				if b := e.bridge.Stats().BufferedBytes; b > maxHeld.Load() {
+					maxHeld.Store(b)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}()
+		// Flood until a write waits a second (the bridge holds the socket
+		// back) or 20000 frames (4 MB) were written.
+		written := 0
+		pad := strings.Repeat("p", 180)
+		for ; written < 20000; written++ {
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := up.Broadcast(wctx, ident, map[string]any{"n": written + 1, "pad": pad})
+			cancel()
+			if err != nil {
+				break
+			}
+		}
+		close(stop)
+		<-watched
+		bound := int64(queueBytes + windowBytes + frameLimit)
+		if m := maxHeld.Load(); m > bound {
+			t.Errorf("the bridge held %d bytes of frames during the flood, bound %d", m, bound)
+		}
+		t.Logf("flood: %d frames written before the bridge held the upstream back; at most %d bytes held", written, maxHeld.Load())
+		// What was written reaches the client in order, without a gap.
+		var after uint64 = 1 // the welcome
+		next := 1
+		for next <= written && ctx.Err() == nil {
+			p := pollOnce(t, ctx, e, s, after)
+			after = p.Next
+			for _, f := range p.Frames {
+				tf, _ := parseFrame(f)
+				if tf.kind() != "message" {
+					continue
+				}
+				var m struct{ N int }
+				json.Unmarshal(tf.Message, &m)
+				if m.N != next {
+					t.Fatalf("frame n=%d, want %d", m.N, next)
+				}
+				next++
+			}
+			if p.Ended {
+				break
+			}
+		}
+		if next <= written && written < 20000 {
+			// The last write timed out and dropped the connection: the
+			// frames the bridge took before are delivered, the rest is
+			// the upstream's own loss, reported as upstream_lost.
+			t.Logf("%d of %d frames delivered before upstream_lost", next-1, written)
+		} else if next <= written {
+			t.Errorf("%d of %d frames delivered", next-1, written)
+		}
+	})
+
+	t.Run("invalid frames at full speed", func(t *testing.T) {
+		s, up := e.create(t, ctx)
+		before, beforeLines := logged.n.Load(), logged.lines.Load()
+		start := time.Now()
+		garbage := [][]byte{
+			[]byte("not json at all"),
+			[]byte(`{"type":`),
+			[]byte(`{"identifier":42,"message":"x"}`),
+			[]byte(`["an","array"]`),
+			bytes.Repeat([]byte("{"), 1000),
+		}
+		sent := 0
+		for time.Since(start) < 2*time.Second && sent < 200000 {
+			var err error
+			if sent%7 == 6 {
+				err = up.WriteBinary(ctx, []byte{0xc1, 0xff, 0x00})
+			} else {
+				err = up.WriteText(ctx, garbage[sent%len(garbage)])
+			}
+			if err != nil {
+				t.Fatalf("after %d invalid frames: %v", sent, err)
+			}
+			sent++
+		}
+		elapsed := time.Since(start)
+		if err := up.Broadcast(ctx, ident, map[string]string{"t": "still here"}); err != nil {
+			t.Fatal(err)
+		}
+		var after uint64 = 1
+		for found := false; !found; {
+			p := pollOnce(t, ctx, e, s, after)
+			after = p.Next
+			for _, f := range p.Frames {
+				found = found || bytes.Contains(f, []byte("still here"))
+			}
+			if p.Ended || ctx.Err() != nil {
+				t.Fatalf("the session ended: %+v", p)
+			}
+		}
+		n, lines := logged.n.Load()-before, logged.lines.Load()-beforeLines
+		t.Logf("%d invalid frames in %v: %d log lines, %d bytes logged", sent, elapsed.Round(time.Millisecond), lines, n)
+		// One line a second at most, and a few for the session.
+		if maxLines := int64(elapsed.Seconds()) + 1 + 10; lines > maxLines || n > maxLines*2048 {
+			t.Errorf("%d invalid frames in %v logged %d lines, %d bytes: want at most %d lines", sent, elapsed, lines, n, maxLines)
+		}
+	})
 }
