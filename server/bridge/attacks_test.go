@@ -558,9 +558,9 @@ func TestAttackInvalidUTF8(t *testing.T) {
 		}
 	}
 	for _, q := range []string{"%FF", "%ED%A0%80", "%C0%80"} {
-		resp, body := e.do(t, ctx, "GET", bridgewire.OpenSSEPath+"?"+bridgewire.SubscribeParam+"="+q, nil, "")
-		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_utf8"`) {
-			t.Errorf("GET /sessions/sse?subscribe=%s: %d %s, want 400 invalid_utf8", q, resp.StatusCode, body)
+		status, body, _ := e.attempt(ctx, "GET", bridgewire.OpenSSEPath+"?"+bridgewire.SubscribeParam+"="+q, nil, "", false)
+		if status != http.StatusBadRequest || !strings.Contains(body, `"invalid_utf8"`) {
+			t.Errorf("GET /sessions/sse?subscribe=%s: %d %s, want 400 invalid_utf8", q, status, body)
 		}
 	}
 	handshakes := e.up.Handshakes()
@@ -587,9 +587,11 @@ func TestAttackInvalidUTF8(t *testing.T) {
 			if err := c.Write(ctx, typ, frame); err != nil {
 				t.Fatal(err)
 			}
+			rctx, cancel := context.WithTimeout(ctx, 15*time.Second) // a socket left open fails the test
 			for err == nil {
-				_, _, err = c.Read(ctx)
+				_, _, err = c.Read(rctx)
 			}
+			cancel()
 			if ws.CloseStatus(err) != ws.StatusInvalidFramePayloadData {
 				t.Errorf("%s (%s): a command with invalid UTF-8 ended the socket with %v, want close 1007", path, sub, err)
 			}
@@ -729,9 +731,11 @@ func TestAttackOversized(t *testing.T) {
 		if err := c.Write(ctx, ws.MessageText, []byte(frame)); err != nil {
 			t.Fatal(err)
 		}
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second) // a socket left open fails the test
 		for err == nil {
-			_, _, err = c.Read(ctx)
+			_, _, err = c.Read(rctx)
 		}
+		cancel()
 		if ws.CloseStatus(err) != ws.StatusMessageTooBig {
 			t.Errorf("%s: a %d-byte frame ended the socket with %v, want close 1009", path, len(frame), err)
 		}

@@ -210,7 +210,7 @@ func TestCompatAttackSSEInjection(t *testing.T) {
 	}
 	frames := []string{
 		"{\"identifier\":\"{\\\"channel\\\":\\\"X\\\"}\",\r\n\r\n\"message\":{\"n\":1}}",
-		"{\"identifier\":\"{\\\"channel\\\":\\\"X\\\"}\",\"message\":\n\n{\"n\":2,\"t\":\"\\r\\n\\r\\nevent: reset\\nid: 99\"}\r\r}",
+		"{\"identifier\":\"{\\\"channel\\\":\\\"X\\\"}\",\"message\":\n\n{\"n\":2,\r\n\r\n\"t\":\"\\r\\n\\r\\nevent: reset\\nid: 99\",\n\n\"u\":\r\r1}\r\r}",
 		"{\"type\":\"x\"}\n\nevent: reset\ndata: {\"n\":666}\n\n",                               // not JSON: skipped
 		"{\"identifier\":\"{\\\"channel\\\":\\\"X\\\"}\",\"message\":{\"n\":3,\"t\":\"\xff\"}}", // not UTF-8
 		"{\"identifier\":\"{\\\"channel\\\":\\\"X\\\"}\",\"message\":{\"n\":4}}",
