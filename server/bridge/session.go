@@ -77,6 +77,7 @@ func (s *session) onFrame(f cable.Frame) {
 			return
 		}
 	}
+	data = validUTF8(data) // a text frame downstream must be text
 	if f.Message.Type == protocol.TypePing {
 		s.log.SetPing(data)
 		return

@@ -177,7 +177,7 @@ func (s *session) onFrame(f cable.Frame) {
 					s.h.cfg.logger.Warn("compat: message not representable as JSON; skipped", "session", s.id, "err", err)
 					return
 				}
-				ev.message = msg
+				ev.message = validUTF8(msg)
 			}
 		}
 		s.q.push(ev)
