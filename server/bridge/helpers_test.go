@@ -93,11 +93,21 @@ func newEnvWith(t *testing.T, c envConfig) *env {
 	return e
 }
 
-// socketsTo counts the open TCP sockets on this machine connected to
-// 127.0.0.1:port from the client side: ESTABLISHED, or CLOSE_WAIT (the
-// peer closed and this side did not: a leak). It reads /proc/net/tcp and
-// returns -1 where there is none.
+// socketsTo counts this process's open TCP sockets connected to port from
+// the client side: ESTABLISHED, or CLOSE_WAIT (the peer closed and this
+// side did not: a leak). Only sockets among this process's descriptors
+// count: on a busy machine another process's server socket whose client
+// happens to use port as its ephemeral port would look the same in
+// /proc/net/tcp. It returns -1 where /proc/net/tcp is missing.
 func socketsTo(port int) int {
+	own := map[string]bool{} // socket inodes of this process
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		target, err := os.Readlink("/proc/self/fd/" + fd.Name())
+		if inode, ok := strings.CutPrefix(target, "socket:["); ok && err == nil {
+			own[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
 	n, found := 0, false
 	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		data, err := os.ReadFile(name)
@@ -107,7 +117,7 @@ func socketsTo(port int) int {
 		found = true
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			f := strings.Fields(line)
-			if len(f) < 4 {
+			if len(f) < 10 || !own[f[9]] {
 				continue
 			}
 			_, rport, _ := strings.Cut(f[2], ":")
