@@ -108,3 +108,15 @@ func TestSessionEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestValidText(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"a":"é"}`, `{"a":"é"}`},
+		{"{\"a\":\"\xff\xfe\"}", "{\"a\":\"\uFFFD\"}"},
+		{"\xc0\xaf x \xed\xa0\x80", "\uFFFD x \uFFFD"}, // overlong, CESU surrogate
+	} {
+		if got := string(ValidText([]byte(c.in))); got != c.want {
+			t.Errorf("ValidText(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

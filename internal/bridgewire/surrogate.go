@@ -1,6 +1,10 @@
 package bridgewire
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+	"unicode/utf8"
+)
 
 // LoneSurrogate reports whether the JSON text b holds a \u escape of half
 // a UTF-16 surrogate pair without its other half. Decoders disagree on
@@ -46,4 +50,18 @@ func LoneSurrogate(b []byte) bool {
 		}
 	}
 	return pendingHigh
+}
+
+// ValidText returns b, or a copy of it with each run of bytes that is not
+// UTF-8 replaced by U+FFFD, as a browser decodes an event stream. What a
+// bridge hands clients goes out as text (a WebSocket text frame, an event
+// stream, a JSON answer), where invalid UTF-8 makes a browser fail the
+// WebSocket (RFC 6455 §8.1); a frame that stays unacknowledged would fail
+// every re-attach at its cursor. Rails never sends such bytes; a broken or
+// malicious upstream must not wedge a session with them.
+func ValidText(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
 }

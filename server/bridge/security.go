@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cableway/cableway/server/internal/ratelimit"
 )
@@ -321,18 +319,4 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.key) })
 	return err
-}
-
-// validUTF8 returns frame, or a copy of it with each run of bytes that
-// is not UTF-8 replaced by U+FFFD, as a browser decodes an event stream.
-// A frame from the upstream goes to clients as WebSocket text, where
-// invalid UTF-8 makes a browser fail the connection (RFC 6455 §8.1); as
-// the frame stays unacknowledged, a client re-attaching at its cursor
-// would get it again and fail again. Rails never sends such a frame; a
-// broken or malicious upstream must not be able to wedge a session so.
-func validUTF8(frame []byte) []byte {
-	if utf8.Valid(frame) {
-		return frame
-	}
-	return bytes.ToValidUTF8(frame, []byte("\uFFFD"))
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/server/internal/ratelimit"
@@ -77,7 +78,7 @@ func (s *session) onFrame(f cable.Frame) {
 			return
 		}
 	}
-	data = validUTF8(data) // a text frame downstream must be text
+	data = bridgewire.ValidText(data) // a text frame downstream must be text
 	if f.Message.Type == protocol.TypePing {
 		s.log.SetPing(data)
 		return

@@ -330,14 +330,3 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit 
 	h.stats.eventsOut.Add(uint64(len(items)))
 	writeJSON(w, http.StatusOK, out)
 }
-
-// validUTF8 returns msg, or msg with each run of bytes that is not UTF-8
-// replaced by U+FFFD: a broken or malicious upstream's message reaches
-// clients as text, as a browser would decode it, and every answer of the
-// API is valid UTF-8.
-func validUTF8(msg []byte) []byte {
-	if utf8.Valid(msg) {
-		return msg
-	}
-	return bytes.ToValidUTF8(msg, []byte("\uFFFD"))
-}

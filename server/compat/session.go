@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
 	"github.com/cableway/cableway/server/internal/ratelimit"
@@ -177,7 +178,7 @@ func (s *session) onFrame(f cable.Frame) {
 					s.h.cfg.logger.Warn("compat: message not representable as JSON; skipped", "session", s.id, "err", err)
 					return
 				}
-				ev.message = validUTF8(msg)
+				ev.message = bridgewire.ValidText(msg)
 			}
 		}
 		s.q.push(ev)
