@@ -74,9 +74,9 @@ func TestFaultStalledClient(t *testing.T) {
 	}
 
 	// Broadcast batches; after each, every reader must have it before the
-	// next. Count the batches that got through while the staller was
-	// still connected (its socket on the bridge's side open). A staller
-	// that held the others back would let none through until its cut.
+	// next. Count the batches that got through while the bridge could not
+	// write to the staller but had not cut it off yet. A staller that held
+	// the others back would let none through until its cut.
 	next, whileStalled := 0, 0
 	bridgePort := e.srv.Listener.Addr().(*net.TCPAddr).Port
 	batch := func() {
@@ -100,22 +100,32 @@ func TestFaultStalledClient(t *testing.T) {
 	}
 	stalledAt := time.Now()
 	cutBy := stalledAt.Add(60 * time.Second) // the write timeout and time to fill the buffers, with room
+	prevTx := uint64(0)
 	for {
-		open := tcpState(bridgePort, sc.localPort) == tcpEstablished
+		// The bridge's socket to the staller: open, and its send queue
+		// neither growing nor draining over a whole batch: the bridge can
+		// write no more to it (its write is blocked, or its session is
+		// held back).
+		state, tx := tcpState(bridgePort, sc.localPort)
+		open := state == tcpEstablished
+		blocked := open && tx > 0 && tx == prevTx
+		prevTx = tx
 		batch()
 		if !open {
 			break
 		}
-		whileStalled++
+		if blocked {
+			whileStalled++
+		}
 		if time.Now().After(cutBy) {
 			t.Fatalf("the staller was not cut off within %v", cutBy.Sub(stalledAt))
 		}
 	}
 	cutAfter := time.Since(stalledAt)
-	t.Logf("staller cut off after about %v; %d batches (%d messages of %d bytes) reached the 3 readers meanwhile",
+	t.Logf("staller cut off after about %v; %d batches (%d messages of %d bytes) reached the 3 readers while it was blocked",
 		cutAfter.Round(100*time.Millisecond), whileStalled, whileStalled*20, len(pad))
 	if whileStalled < 3 {
-		t.Errorf("only %d batches reached the other readers while the staller was connected", whileStalled)
+		t.Errorf("only %d batches reached the other readers while the staller was blocked and not cut off yet", whileStalled)
 	}
 	batch() // and after
 
@@ -286,11 +296,11 @@ const tcpEstablished = "01"
 
 // tcpState is the state (as /proc/net/tcp writes it: "01" established)
 // of the socket on this machine from local port to remote port on
-// 127.0.0.1, or "" if there is none.
-func tcpState(localPort, remotePort int) string {
+// 127.0.0.1, or "" if there is none, and the bytes in its send queue.
+func tcpState(localPort, remotePort int) (string, uint64) {
 	data, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
-		return ""
+		return "", 0
 	}
 	for _, line := range strings.Split(string(data), "\n")[1:] {
 		f := strings.Fields(line)
@@ -302,8 +312,10 @@ func tcpState(localPort, remotePort int) string {
 		l, err1 := strconv.ParseUint(lp, 16, 16)
 		r, err2 := strconv.ParseUint(rp, 16, 16)
 		if err1 == nil && err2 == nil && int(l) == localPort && int(r) == remotePort {
-			return f[3]
+			txq, _, _ := strings.Cut(f[4], ":")
+			tx, _ := strconv.ParseUint(txq, 16, 64)
+			return f[3], tx
 		}
 	}
-	return ""
+	return "", 0
 }

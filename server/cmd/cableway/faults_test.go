@@ -44,11 +44,15 @@ func (c *termClient) frame(data []byte) {
 		Type      string
 		Reason    string
 		Reconnect *bool
-		Message   struct{ N *int }
+		Message   json.RawMessage
 	}
+	var m struct{ N *int }
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.after = append(c.after, "unparsable "+string(data))
 		return
+	}
+	if f.Type == "" {
+		json.Unmarshal(f.Message, &m)
 	}
 	switch {
 	case f.Type == "ping":
@@ -56,8 +60,8 @@ func (c *termClient) frame(data []byte) {
 		c.after = append(c.after, string(data))
 	case f.Type == "disconnect":
 		c.told = fmt.Sprintf("%s reconnect=%v", f.Reason, f.Reconnect != nil && *f.Reconnect)
-	case f.Type == "" && f.Message.N != nil:
-		c.number(*f.Message.N)
+	case f.Type == "" && m.N != nil:
+		c.number(*m.N)
 	}
 }
 
