@@ -615,3 +615,78 @@ func topBucket(ds []time.Duration, w time.Duration) int {
 	}
 	return top
 }
+
+// TestFaultSilentUpstream: the path between bridge and Rails goes silent
+// (no reset: bytes stop in both directions) for longer than the
+// consumer's stale timeout, then carries on. Pings stop reaching the
+// consumer, so it is told (a stale disconnect), retries while new upstream
+// dials hang, and once the path carries again it resubscribes; every gap
+// in the numbers lies across that disconnect, none is repeated, and what
+// is broadcast after the resubscription arrives whole.
+func TestFaultSilentUpstream(t *testing.T) {
+	s := newFaultStack(t, true, false, bridge.WithCreateTimeout(2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var drops []error
+	c, tp := dialNumbered(t, ctx, sse.New(s.url), "silent", func(e cable.Event) {
+		if e.Kind == cable.EventDisconnected {
+			mu.Lock()
+			drops = append(drops, e.Err)
+			mu.Unlock()
+		}
+	})
+	src := &numberSource{rails: s.rails, stream: "silent"}
+	stop := make(chan struct{})
+	streamed := make(chan error, 1)
+	go func() { streamed <- src.run(ctx, stop) }()
+	if err := tp.wait(ctx, "messages to flow", func(tp *tape) bool { return tp.max >= 20 }); err != nil {
+		t.Fatal(err)
+	}
+	s.up.Stall()
+	if err := tp.wait(ctx, "the consumer to be told", func(tp *tape) bool {
+		return slices.ContainsFunc(tp.items, func(it tapeItem) bool { return it.disconnected })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.up.Resume()
+	if err := tp.wait(ctx, "the resubscription", func(tp *tape) bool { return tp.confirm >= 2 }); err != nil {
+		t.Fatalf("%v; %+v", err, tp.tally())
+	}
+	close(stop)
+	if err := <-streamed; err != nil {
+		t.Fatal(err)
+	}
+	from := src.next
+	if err := src.send(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	last := src.next - 1
+	if err := tp.wait(ctx, fmt.Sprintf("message %d", last), func(tp *tape) bool { return tp.max >= last }); err != nil {
+		t.Fatalf("%v; %+v", err, tp.tally())
+	}
+	r := tp.tally()
+	t.Logf("%d messages broadcast, the upstream path silent for a while; %+v", src.next, r)
+	if len(r.skipped) != 0 || len(r.repeated) != 0 || r.received+r.lost != src.next {
+		t.Errorf("skipped silently %v, repeated %v; %d received + %d lost of %d", r.skipped, r.repeated, r.received, r.lost, src.next)
+	}
+	tp.mu.Lock()
+	tail := 0
+	for _, it := range tp.items {
+		if it.n >= from {
+			tail++
+		}
+	}
+	tp.mu.Unlock()
+	if tail != last-from+1 {
+		t.Errorf("%d of the %d messages broadcast after the resubscription arrived", tail, last-from+1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(drops) == 0 || !errors.Is(drops[0], cable.ErrStale) {
+		t.Errorf("disconnects %v, want the first one stale", drops)
+	}
+	if c.Stats().Reconnects < 1 {
+		t.Errorf("no reconnect")
+	}
+}
