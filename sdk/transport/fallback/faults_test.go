@@ -690,3 +690,74 @@ func TestFaultSilentUpstream(t *testing.T) {
 		t.Errorf("no reconnect")
 	}
 }
+
+// TestFaultCutsDuringPerform performs numbered echo actions over SSE and
+// long-poll while the consumer's connections to the bridge are reset
+// again and again. Commands go by POST with a sequence number, so a retried
+// batch is applied once: every Perform that returned nil is echoed by
+// Rails exactly once, and none is echoed twice.
+func TestFaultCutsDuringPerform(t *testing.T) {
+	for _, name := range []string{transport.NameSSE, transport.NameLongPoll} {
+		t.Run(name, func(t *testing.T) {
+			s := newFaultStack(t, false, true)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c, err := cable.Dial(ctx, "ws://unused.invalid/cable", cable.WithTransport(bridgedTransport(name, s.url)),
+				cable.WithHeader("Authorization", "Bearer secret-alice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			echoes := newTape()
+			sub, err := c.Subscribe(ctx, protocol.MustIdentifier("EchoChannel", "k", name), cable.WithHandler(cable.Handler{Received: func(p protocol.Payload) {
+				var v struct{ N *int }
+				if p.Decode(&v) == nil && v.N != nil { // the first message echoes the params
+					echoes.add(tapeItem{n: *v.N})
+				}
+			}}), cable.WithBuffer(1<<16))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const total = 300
+			var ok []int
+			cuts := 0
+			for i := range total {
+				if i%40 == 20 {
+					cuts += s.down.Cut()
+				}
+				if err := sub.Perform(ctx, "echo", map[string]int{"n": i}); err == nil {
+					ok = append(ok, i)
+				} else if ctx.Err() != nil {
+					t.Fatal(err)
+				}
+			}
+			// A marker after everything: once it is back, every echo is.
+			if err := sub.Perform(ctx, "echo", map[string]int{"n": total}); err != nil {
+				t.Fatalf("the last Perform: %v", err)
+			}
+			if err := echoes.wait(ctx, "the last echo", func(tp *tape) bool { return tp.max >= total }); err != nil {
+				t.Fatal(err)
+			}
+			echoes.mu.Lock()
+			count := map[int]int{}
+			for _, it := range echoes.items {
+				if it.n >= 0 {
+					count[it.n]++
+				}
+			}
+			echoes.mu.Unlock()
+			for n, k := range count {
+				if k > 1 {
+					t.Errorf("action %d applied %d times", n, k)
+				}
+			}
+			for _, n := range ok {
+				if count[n] != 1 {
+					t.Errorf("action %d: Perform returned nil, echoed %d times", n, count[n])
+				}
+			}
+			t.Logf("%s: %d of %d Performs returned nil through %d connection resets; %d echoed; %d reconnects",
+				name, len(ok), total, cuts, len(count)-1, c.Stats().Reconnects)
+		})
+	}
+}
