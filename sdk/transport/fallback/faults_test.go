@@ -439,7 +439,7 @@ type restartRecord struct {
 // reconnect times.
 func TestFaultRailsKilledUnderConsumers(t *testing.T) {
 	n := faultConsumers(t)
-	s := newFaultStack(t, false, false, bridge.WithSessionLimits(n+10, n+10), bridge.WithSessionRate(1e6, 1e6),
+	s := newFaultStack(t, false, false, bridge.WithSessionLimits(2*n+10, 2*n+10), bridge.WithSessionRate(1e6, 1e6),
 		bridge.WithSessionTTL(5*time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(120+n/10)*time.Second)
 	defer cancel()
