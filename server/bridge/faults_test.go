@@ -23,7 +23,7 @@ import (
 )
 
 // TestFaultStalledClient: an SSE client that stops reading its socket (a
-// tiny receive buffer, then no reads) is cut off once the bridge cannot
+// 128 KiB receive buffer, then no reads) is cut off once the bridge cannot
 // write to it in time, while three other sessions subscribed to the same
 // Rails stream keep receiving every message, in order, all along: the
 // stalled one holds back only its own session. After the cut the stalled
@@ -32,9 +32,11 @@ import (
 // were trimmed, never a silent gap.
 func TestFaultStalledClient(t *testing.T) {
 	e := newEnvWith(t, envConfig{rails: []railstest.Option{railstest.WithOrderedDelivery()}})
-	ctx := testCtx(t, 90*time.Second)
+	ctx := testCtx(t, 150*time.Second)
 	stream := identifier("NumbersChannel", "stream", "stall")
-	pad := strings.Repeat("x", 8000)
+	// Big messages fill the staller's socket buffers (the bridge's grows
+	// to a few MiB) in few broadcasts; small ones then pass quickly.
+	big, small := strings.Repeat("x", 32000), strings.Repeat("x", 100)
 
 	// Three readers.
 	var others []*sseDown
@@ -50,7 +52,8 @@ func TestFaultStalledClient(t *testing.T) {
 		others = append(others, d)
 	}
 
-	// The staller: a receive buffer of a few KiB, read up to the
+	// The staller: a 128 KiB receive buffer (a tiny one lets the kernel
+	// trickle data in as it compacts it), read up to the
 	// confirmation and then left alone.
 	s := e.create(ctx, "staller")
 	sc, err := dialStaller(ctx, e, s)
@@ -79,10 +82,10 @@ func TestFaultStalledClient(t *testing.T) {
 	// the others back would let none through until its cut.
 	next, whileStalled := 0, 0
 	bridgePort := e.srv.Listener.Addr().(*net.TCPAddr).Port
-	batch := func() {
+	batch := func(count int, pad string) {
 		t.Helper()
-		msgs := make([]any, 0, 20)
-		for range 20 {
+		msgs := make([]any, 0, count)
+		for range count {
 			msgs = append(msgs, map[string]any{"n": next, "pad": pad})
 			next++
 		}
@@ -90,7 +93,7 @@ func TestFaultStalledClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, d := range others {
-			for want := next - 20; want < next; want++ {
+			for want := next - count; want < next; want++ {
 				f, err := nextMatch(ctx, d, nil, notPing)
 				if err != nil || f.number() != want {
 					t.Fatalf("reader %d: %v %v, want message %d", i, f, err, want)
@@ -99,8 +102,8 @@ func TestFaultStalledClient(t *testing.T) {
 		}
 	}
 	stalledAt := time.Now()
-	cutBy := stalledAt.Add(60 * time.Second) // the write timeout and time to fill the buffers, with room
-	prevTx := uint64(0)
+	cutBy := stalledAt.Add(120 * time.Second) // the write timeout and time to fill the buffers, with room
+	prevTx, filled := uint64(0), false
 	for {
 		// The bridge's socket to the staller: open, and its send queue
 		// neither growing nor draining over a whole batch: the bridge can
@@ -110,7 +113,12 @@ func TestFaultStalledClient(t *testing.T) {
 		open := state == tcpEstablished
 		blocked := open && tx > 0 && tx == prevTx
 		prevTx = tx
-		batch()
+		filled = filled || blocked
+		if filled {
+			batch(1, small)
+		} else {
+			batch(10, big)
+		}
 		if !open {
 			break
 		}
@@ -122,12 +130,12 @@ func TestFaultStalledClient(t *testing.T) {
 		}
 	}
 	cutAfter := time.Since(stalledAt)
-	t.Logf("staller cut off after about %v; %d batches (%d messages of %d bytes) reached the 3 readers while it was blocked",
-		cutAfter.Round(100*time.Millisecond), whileStalled, whileStalled*20, len(pad))
+	t.Logf("staller cut off after about %v (%d messages); %d broadcasts reached the 3 readers while it was blocked",
+		cutAfter.Round(100*time.Millisecond), next, whileStalled)
 	if whileStalled < 3 {
-		t.Errorf("only %d batches reached the other readers while the staller was blocked and not cut off yet", whileStalled)
+		t.Errorf("only %d broadcasts reached the other readers while the staller was blocked and not cut off yet", whileStalled)
 	}
-	batch() // and after
+	batch(1, small) // and after
 
 	// The staller reads again: what its socket held, then the end.
 	got := 0
@@ -212,7 +220,7 @@ func dialStaller(ctx context.Context, e *env, s sessionInfo) (*staller, error) {
 	dialer := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 128<<10)
 		})
 		return errors.Join(err, serr)
 	}}
