@@ -5,21 +5,27 @@ package bridge_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cableway/cableway/internal/railstest"
+	"github.com/cableway/cableway/internal/tcpcut"
+	"github.com/cableway/cableway/sdk/backoff"
+	"github.com/cableway/cableway/server/bridge"
 )
 
 // TestFaultStalledClient: an SSE client that stops reading its socket (a
@@ -326,4 +332,209 @@ func tcpState(localPort, remotePort int) (string, uint64) {
 		}
 	}
 	return "", 0
+}
+
+// TestFaultCompatUpstreamCut: the compat API (server/COMPAT.md) keeps its
+// events id across upstream losses: it redials Rails and subscribes again.
+// The bridge's socket to Rails is reset twice during a numbered stream;
+// the listener must see, for each cut, "disconnected" and then "connected"
+// again, every number missing lies between those two, none comes twice
+// or out of order, msg_id counts every event with no gap, and after the
+// last reconnect nothing is lost.
+func TestFaultCompatUpstreamCut(t *testing.T) {
+	rails := railstest.Start(t, railstest.WithOrderedDelivery())
+	up, err := tcpcut.New(fmt.Sprintf("127.0.0.1:%d", rails.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	b := bridge.New("ws://"+up.Addr()+"/cable", bridge.WithUpstreamBackoff(backoff.Policy{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}))
+	srv := httptest.NewServer(b)
+	defer func() {
+		srv.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b.Close(cctx)
+	}()
+	ctx := testCtx(t, 60*time.Second)
+	auth := http.Header{"Authorization": {"Bearer secret-erin"}}
+	id := "faultsCompatUpstreamCut0001"
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// A queue bound above what the test sends in a burst: with the
+	// default (32) an attached listener whose stream writer is a little
+	// behind a burst loses the oldest events, which the bound allows
+	// (COMPAT.md; the listener sees a gap in msg_id).
+	req, _ := http.NewRequestWithContext(rctx, "GET", srv.URL+"/events/"+id+"?poll-queue=1024", nil)
+	req.Header = auth.Clone()
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /events: %v %v", resp, err)
+	}
+	st := &sseStream{Resp: resp, events: make(chan sseEvent, 4096), stop: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
+	go st.read(bufio.NewReader(resp.Body))
+	defer st.Close()
+	body := `[{"identifier":{"channel":"NumbersChannel","stream":"compat-cut"},"subscribe":true}]`
+	preq, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/events/"+id, strings.NewReader(body))
+	preq.Header = auth.Clone()
+	presp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbody, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	if presp.StatusCode != 200 || strings.Contains(string(pbody), "error") {
+		t.Fatalf("subscribe: %d %s", presp.StatusCode, pbody)
+	}
+
+	// The listener's view, in order.
+	type item struct {
+		typ   string
+		n     int
+		msgID uint64
+	}
+	items := make(chan item, 4096)
+	go func() {
+		defer close(items)
+		for {
+			ev, err := st.next(ctx)
+			if err != nil {
+				return
+			}
+			if !ev.HasData {
+				continue
+			}
+			var m struct {
+				Type    string
+				MsgID   string `json:"msg_id"`
+				Message json.RawMessage
+			}
+			if json.Unmarshal([]byte(ev.Data), &m) != nil {
+				items <- item{typ: "unparsable " + ev.Data}
+				continue
+			}
+			it := item{typ: m.Type, n: -1}
+			it.msgID, _ = strconv.ParseUint(m.MsgID, 10, 64)
+			if m.Type == "received" {
+				var v struct{ N *int }
+				if json.Unmarshal(m.Message, &v) == nil && v.N != nil {
+					it.n = *v.N
+				}
+			}
+			items <- it
+		}
+	}()
+	var log []item
+	waitFor := func(what string, ok func(item) bool) {
+		t.Helper()
+		for {
+			select {
+			case it, open := <-items:
+				if !open {
+					t.Fatalf("stream ended waiting for %s; seen %v", what, len(log))
+				}
+				log = append(log, it)
+				if ok(it) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s before the deadline", what)
+			}
+		}
+	}
+	waitFor("the confirmation", func(it item) bool { return it.typ == "connected" })
+
+	var next atomic.Int64
+	stop := make(chan struct{})
+	streamed := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			from := int(next.Load())
+			if err := broadcastNumbers(ctx, &env{rails: rails}, "compat-cut", from, from+10, 10); err != nil {
+				streamed <- err
+				return
+			}
+			next.Store(int64(from + 10))
+			select {
+			case <-stop:
+				streamed <- nil
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	const cuts = 2
+	for range cuts {
+		seen := 0
+		waitFor("20 messages", func(it item) bool {
+			if it.n >= 0 {
+				seen++
+			}
+			return seen >= 20
+		})
+		if n := up.Cut(); n != 1 {
+			t.Fatalf("cut %d upstream connections, want 1", n)
+		}
+		waitFor("disconnected", func(it item) bool { return it.typ == "disconnected" })
+		waitFor("connected again", func(it item) bool { return it.typ == "connected" })
+	}
+	close(stop)
+	if err := <-streamed; err != nil {
+		t.Fatal(err)
+	}
+	from := int(next.Load())
+	if err := broadcastNumbers(ctx, &env{rails: rails}, "compat-cut", from, from+50, 10); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the last message", func(it item) bool { return it.n == from+49 })
+
+	last, down, lost, received, disconnects := -1, false, 0, 0, 0
+	var prevID uint64
+	for _, it := range log {
+		if it.msgID != 0 {
+			if it.msgID != prevID+1 {
+				t.Errorf("msg_id %d after %d: events dropped or repeated", it.msgID, prevID)
+			}
+			prevID = it.msgID
+		}
+		switch {
+		case it.typ == "disconnected":
+			down = true
+			disconnects++
+		case it.typ == "connected", it.typ == "joined":
+		case it.n >= 0:
+			received++
+			switch {
+			case it.n <= last:
+				t.Errorf("message %d after %d: repeated or out of order", it.n, last)
+			case it.n != last+1 && !down:
+				t.Errorf("messages %d…%d skipped with no disconnected event", last+1, it.n-1)
+			case it.n != last+1:
+				lost += it.n - last - 1
+			}
+			last, down = max(last, it.n), false
+		default:
+			t.Errorf("unexpected event %+v", it)
+		}
+	}
+	if t.Failed() {
+		var b strings.Builder
+		for _, it := range log {
+			if it.n >= 0 {
+				fmt.Fprintf(&b, "%d(%d) ", it.n, it.msgID)
+			} else {
+				fmt.Fprintf(&b, "[%s %d] ", it.typ, it.msgID)
+			}
+		}
+		t.Logf("the listener saw: %s", b.String())
+	}
+	t.Logf("compat: %d messages broadcast, %d upstream cuts: %d received, %d lost across %d disconnected/connected pairs",
+		from+50, cuts, received, lost, disconnects)
+	if disconnects != cuts || received+lost != from+50 {
+		t.Errorf("%d disconnected events (want %d); %d received + %d lost of %d", disconnects, cuts, received, lost, from+50)
+	}
 }
