@@ -40,9 +40,11 @@ func TestFaultStalledClient(t *testing.T) {
 	e := newEnvWith(t, envConfig{rails: []railstest.Option{railstest.WithOrderedDelivery()}})
 	ctx := testCtx(t, 150*time.Second)
 	stream := identifier("NumbersChannel", "stream", "stall")
-	// Big messages fill the staller's socket buffers (the bridge's grows
-	// to a few MiB) in few broadcasts; small ones then pass quickly.
-	big, small := strings.Repeat("x", 32000), strings.Repeat("x", 100)
+	// Big messages on a stream of the staller's own fill its socket
+	// buffers (the bridge's grows to a few MiB) in few broadcasts, with no
+	// work for the readers.
+	fill := identifier("NumbersChannel", "stream", "stall-fill")
+	big, small := strings.Repeat("x", 256<<10), strings.Repeat("x", 100)
 
 	// Three readers.
 	var others []*sseDown
@@ -67,81 +69,140 @@ func TestFaultStalledClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.close()
-	if code, body := e.send(ctx, s, 1, cmd("subscribe", stream, "")); code != http.StatusOK {
+	if code, body := e.send(ctx, s, 1, cmd("subscribe", stream, ""), cmd("subscribe", fill, "")); code != http.StatusOK {
 		t.Fatalf("subscribe: %d %s", code, body)
 	}
 	lastSeq := uint64(0)
-	for {
+	for confirmed := 0; confirmed < 2; {
 		ev, err := sc.next()
 		if err != nil {
 			t.Fatalf("staller before the stall: %v", err)
 		}
 		lastSeq = ev.seq
 		if strings.Contains(ev.data, "confirm_subscription") {
-			break
+			confirmed++
 		}
 	}
 
-	// Broadcast batches; after each, every reader must have it before the
-	// next. Count the batches that got through while the bridge could not
-	// write to the staller but had not cut it off yet. A staller that held
-	// the others back would let none through until its cut.
-	next, whileStalled := 0, 0
-	bridgePort := e.srv.Listener.Addr().(*net.TCPAddr).Port
-	batch := func(count int, pad string) {
-		t.Helper()
-		msgs := make([]any, 0, count)
-		for range count {
-			msgs = append(msgs, map[string]any{"n": next, "pad": pad})
-			next++
-		}
-		if err := e.rails.BroadcastMany(ctx, "numbers:stall", msgs); err != nil {
-			t.Fatal(err)
-		}
-		for i, d := range others {
-			for want := next - count; want < next; want++ {
+	// The readers read on goroutines of their own, checking the order;
+	// numbers are broadcast every 50 ms to all four sessions.
+	var progress [3]atomic.Int64 // the last number each reader has
+	readErr := make(chan error, len(others))
+	for i, d := range others {
+		progress[i].Store(-1)
+		go func() {
+			for want := 0; ; want++ {
 				f, err := nextMatch(ctx, d, nil, notPing)
-				if err != nil || f.number() != want {
-					t.Fatalf("reader %d: %v %v, want message %d", i, f, err, want)
+				if err == nil && f.number() != want {
+					err = fmt.Errorf("%v, want message %d", f, want)
 				}
+				if err != nil {
+					readErr <- fmt.Errorf("reader %d: %w", i, err)
+					return
+				}
+				progress[i].Store(int64(want))
+			}
+		}()
+	}
+	least := func() int64 {
+		return min(progress[0].Load(), progress[1].Load(), progress[2].Load())
+	}
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	broadcastErr := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			if err := e.rails.Broadcast(ctx, "numbers:stall", map[string]any{"n": n, "pad": small}); err != nil {
+				broadcastErr <- err
+				return
+			}
+			sent.Store(int64(n + 1))
+			select {
+			case <-stop:
+				broadcastErr <- nil
+				return
+			case <-tick.C:
 			}
 		}
-	}
+	}()
+
+	// Every 100 ms, look at the bridge's socket to the staller. While its
+	// send queue grows, the staller still takes data: push a big message
+	// to it. Once it stops growing (the bridge can write no more to the
+	// staller: its write blocks, or its session is held back), count
+	// the intervals in which the readers still got something, until the
+	// bridge cuts the staller off. A staller that held the others back
+	// would let them get nothing until its cut.
+	bridgePort := e.srv.Listener.Addr().(*net.TCPAddr).Port
+	whileStalled, bigs, filled := 0, 0, false
 	stalledAt := time.Now()
 	cutBy := stalledAt.Add(120 * time.Second) // the write timeout and time to fill the buffers, with room
-	prevTx, filled := uint64(0), false
+	prevTx, prevLeast := uint64(0), int64(-1)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		// The bridge's socket to the staller: open, and its send queue
-		// neither growing nor draining over a whole batch: the bridge can
-		// write no more to it (its write is blocked, or its session is
-		// held back).
+		select {
+		case err := <-readErr:
+			t.Fatal(err)
+		case err := <-broadcastErr:
+			t.Fatalf("broadcast: %v", err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-tick.C:
+		}
 		state, tx := tcpState(bridgePort, sc.localPort)
 		open := state == tcpEstablished
-		blocked := open && tx > 0 && tx == prevTx
-		prevTx = tx
-		filled = filled || blocked
-		if filled {
-			batch(1, small)
-		} else {
-			batch(10, big)
+		// Not grown: the bridge added nothing (the peer may have taken a
+		// little: a kernel compacting its receive queue reopens the window
+		// a crack now and then).
+		blocked := open && tx > 0 && prevTx > 0 && tx <= prevTx
+		l := least()
+		if blocked && l > prevLeast {
+			whileStalled++
 		}
+		if blocked && !filled {
+			filled = true
+			t.Logf("the bridge can write no more to the staller after %v (%d big messages, send queue %d bytes)",
+				time.Since(stalledAt).Round(100*time.Millisecond), bigs, tx)
+		}
+		prevTx, prevLeast = tx, l
 		if !open {
 			break
 		}
-		if blocked {
-			whileStalled++
+		if !blocked {
+			if err := e.rails.Broadcast(ctx, "numbers:stall-fill", map[string]any{"big": bigs, "pad": big}); err != nil {
+				t.Fatal(err)
+			}
+			bigs++
 		}
 		if time.Now().After(cutBy) {
-			t.Fatalf("the staller was not cut off within %v", cutBy.Sub(stalledAt))
+			t.Fatalf("the staller was not cut off within %v (%d big messages, bridge send queue %d bytes, blocked %v, %d intervals with reader progress while blocked)",
+				cutBy.Sub(stalledAt), bigs, tx, filled, whileStalled)
 		}
 	}
 	cutAfter := time.Since(stalledAt)
-	t.Logf("staller cut off after about %v (%d messages); %d broadcasts reached the 3 readers while it was blocked",
-		cutAfter.Round(100*time.Millisecond), next, whileStalled)
+	t.Logf("staller cut off after about %v (%d big messages); in %d intervals of 100 ms while it was blocked the readers got more",
+		cutAfter.Round(100*time.Millisecond), bigs, whileStalled)
 	if whileStalled < 3 {
-		t.Errorf("only %d broadcasts reached the other readers while the staller was blocked and not cut off yet", whileStalled)
+		t.Errorf("the readers got something in only %d intervals of 100 ms while the staller was blocked and not cut off yet", whileStalled)
 	}
-	batch(1, small) // and after
+	// And after.
+	close(stop)
+	if err := <-broadcastErr; err != nil {
+		t.Fatalf("broadcast: %v", err)
+	}
+	next := int(sent.Load())
+	for least() < int64(next-1) {
+		select {
+		case err := <-readErr:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatalf("the readers have up to %d of %d", least(), next-1)
+		case <-tick.C:
+		}
+	}
 
 	// The staller reads again: what its socket held, then the end.
 	got := 0
