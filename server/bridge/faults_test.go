@@ -185,8 +185,8 @@ func TestFaultStalledClient(t *testing.T) {
 	cutAfter := time.Since(stalledAt)
 	t.Logf("staller cut off after about %v (%d big messages); in %d intervals of 100 ms while it was blocked the readers got more",
 		cutAfter.Round(100*time.Millisecond), bigs, whileStalled)
-	if whileStalled < 3 {
-		t.Errorf("the readers got something in only %d intervals of 100 ms while the staller was blocked and not cut off yet", whileStalled)
+	if whileStalled < 10 { // 2 when one stalled write held every stream back; 83 without load
+		t.Errorf("the readers got something in only %d intervals of 100 ms (want 10 of the write timeout's 100) while the staller was blocked and not cut off yet", whileStalled)
 	}
 	// And after.
 	close(stop)
