@@ -139,7 +139,12 @@ func TestFaultStalledClient(t *testing.T) {
 	whileStalled, bigs, filled := 0, 0, false
 	stalledAt := time.Now()
 	cutBy := stalledAt.Add(120 * time.Second) // the write timeout and time to fill the buffers, with room
-	prevTx, prevLeast := uint64(0), int64(-1)
+	prevTx, prevLeast, pacedAt, prevBlocked := uint64(0), int64(-1), int64(-1), false
+	type sample struct {
+		at    time.Time
+		least int64
+	}
+	var samples []sample
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -159,19 +164,28 @@ func TestFaultStalledClient(t *testing.T) {
 		// a crack now and then).
 		blocked := open && tx > 0 && prevTx > 0 && tx <= prevTx
 		l := least()
-		if blocked && l > prevLeast {
+		// Counted only inside a blocked stretch (this interval and the one
+		// before it): a stalled write that held the others back could
+		// still let a number through at the stretch's edges.
+		if blocked && prevBlocked && l > prevLeast {
 			whileStalled++
 		}
+		prevBlocked = blocked
 		if blocked && !filled {
 			filled = true
 			t.Logf("the bridge can write no more to the staller after %v (%d big messages, send queue %d bytes)",
 				time.Since(stalledAt).Round(100*time.Millisecond), bigs, tx)
 		}
 		prevTx, prevLeast = tx, l
+		samples = append(samples, sample{time.Now(), l})
 		if !open {
 			break
 		}
-		if !blocked {
+		// One big message at a time: the next once the readers have a
+		// number broadcast after it (Rails' single worker is first in,
+		// first out), so Rails never queues big ones ahead of the numbers.
+		if !blocked && l >= pacedAt {
+			pacedAt = sent.Load()
 			if err := e.rails.Broadcast(ctx, "numbers:stall-fill", map[string]any{"big": bigs, "pad": big}); err != nil {
 				t.Fatal(err)
 			}
@@ -183,10 +197,29 @@ func TestFaultStalledClient(t *testing.T) {
 		}
 	}
 	cutAfter := time.Since(stalledAt)
-	t.Logf("staller cut off after about %v (%d big messages); in %d intervals of 100 ms while it was blocked the readers got more",
+	// The cut ends a write that could not finish within the write timeout
+	// (10 s): for the 10 s before it the staller's write was blocked. The
+	// readers must have got more in the middle of that stretch, from
+	// 9.5 s to 4 s before the cut was seen (room for a slow sampling loop).
+	cut := samples[len(samples)-1].at
+	var from, to *sample
+	for i := range samples {
+		if !samples[i].at.After(cut.Add(-9500 * time.Millisecond)) {
+			from = &samples[i]
+		}
+		if !samples[i].at.After(cut.Add(-4 * time.Second)) {
+			to = &samples[i]
+		}
+	}
+	t.Logf("staller cut off after about %v (%d big messages); readers got more in %d intervals of 100 ms inside blocked stretches",
 		cutAfter.Round(100*time.Millisecond), bigs, whileStalled)
-	if whileStalled < 10 { // 2 when one stalled write held every stream back; 83 without load
-		t.Errorf("the readers got something in only %d intervals of 100 ms (want 10 of the write timeout's 100) while the staller was blocked and not cut off yet", whileStalled)
+	if from == nil || to == nil {
+		t.Errorf("no sample 9.5 s before the cut (%v after the stall began)", cutAfter)
+	} else if to.least <= from.least {
+		t.Errorf("the readers got nothing while the staller's last write was blocked: number %d %v before its cut, still %d %v before it",
+			from.least, cut.Sub(from.at).Round(100*time.Millisecond), to.least, cut.Sub(to.at).Round(100*time.Millisecond))
+	} else {
+		t.Logf("while the staller's last write was blocked the readers went from number %d to %d", from.least, to.least)
 	}
 	// And after.
 	close(stop)
