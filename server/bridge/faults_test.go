@@ -38,13 +38,13 @@ import (
 // were trimmed, never a silent gap.
 func TestFaultStalledClient(t *testing.T) {
 	e := newEnvWith(t, envConfig{rails: []railstest.Option{railstest.WithOrderedDelivery()}})
-	ctx := testCtx(t, 150*time.Second)
+	ctx := testCtx(t, 280*time.Second)
 	stream := identifier("NumbersChannel", "stream", "stall")
 	// Big messages on a stream of the staller's own fill its socket
 	// buffers (the bridge's grows to a few MiB) in few broadcasts, with no
 	// work for the readers.
 	fill := identifier("NumbersChannel", "stream", "stall-fill")
-	big, small := strings.Repeat("x", 256<<10), strings.Repeat("x", 100)
+	big, small := strings.Repeat("x", 900<<10), strings.Repeat("x", 100) // big: under the 1 MiB frame limit
 
 	// Three readers.
 	var others []*sseDown
@@ -138,7 +138,7 @@ func TestFaultStalledClient(t *testing.T) {
 	bridgePort := e.srv.Listener.Addr().(*net.TCPAddr).Port
 	whileStalled, bigs, filled := 0, 0, false
 	stalledAt := time.Now()
-	cutBy := stalledAt.Add(120 * time.Second) // the write timeout and time to fill the buffers, with room
+	cutBy := stalledAt.Add(200 * time.Second) // the write timeout and time to fill the buffers, with room
 	prevTx, prevLeast, pacedAt, prevBlocked := uint64(0), int64(-1), int64(-1), false
 	type sample struct {
 		at    time.Time
