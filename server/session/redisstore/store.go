@@ -149,9 +149,9 @@ type Store struct {
 	nodeCh string
 
 	mu      sync.Mutex
-	handles map[string]*Frames        // by event channel: sessions open here
-	subWait map[string]chan struct{}  // channel → closed once subscribed
-	calls   map[string]chan []byte    // forwarded request id → answer
+	handles map[string]*Frames       // by event channel: sessions open here
+	subWait map[string]chan struct{} // channel → closed once subscribed
+	calls   map[string]chan []byte   // forwarded request id → answer
 	serve   func(context.Context, []byte) []byte
 	closed  bool
 
