@@ -79,6 +79,8 @@ type Shared interface {
 	// Open returns a handle on an existing session (ErrUnknownSession when
 	// there is none) and its metadata.
 	Open(ctx context.Context, id string) (SharedFrames, Meta, error)
+	// Meta reads a session's metadata as it is now.
+	Meta(ctx context.Context, id string) (Meta, error)
 	// SetAcked records the highest command sequence applied to a session.
 	SetAcked(ctx context.Context, id string, acked uint64) error
 	// Forward sends req to the process node and returns its answer (see

@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -485,31 +486,36 @@ func (s *Store) Open(ctx context.Context, id string) (session.SharedFrames, sess
 	if err := s.register(ctx, h); err != nil {
 		return nil, session.Meta{}, err
 	}
-	vals, err := s.rdb.HMGet(ctx, h.keys[0], "tok", "ep", "ip", "up", "hdr", "cs").Result()
-	if err == nil && vals[0] == nil {
-		err = session.ErrUnknownSession
-	}
-	var m session.Meta
-	if err == nil {
-		m.Token, _ = vals[0].(string)
-		m.IP, _ = vals[2].(string)
-		m.Upstream, _ = vals[3].(string)
-		var ep, cs uint64
-		fmt.Sscan(str(vals[1]), &ep)
-		fmt.Sscan(str(vals[5]), &cs)
-		m.Epoch, m.Acked = uint32(ep), cs
-		if hdr := str(vals[4]); hdr != "" {
-			json.Unmarshal([]byte(hdr), &m.Header)
-		}
-	}
+	m, err := s.Meta(ctx, id)
 	if err != nil {
 		h.Close()
-		if !errors.Is(err, session.ErrUnknownSession) {
-			err = fmt.Errorf("redisstore: open: %w", err)
-		}
 		return nil, session.Meta{}, err
 	}
 	return h, m, nil
+}
+
+// Meta reads session id's metadata (session.ErrUnknownSession when there
+// is no such session).
+func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
+	keys, _ := s.keys(id)
+	vals, err := s.rdb.HMGet(ctx, keys[0], "tok", "ep", "ip", "up", "hdr", "cs").Result()
+	if err != nil {
+		return session.Meta{}, fmt.Errorf("redisstore: %w", err)
+	}
+	if vals[0] == nil {
+		return session.Meta{}, session.ErrUnknownSession
+	}
+	var m session.Meta
+	m.Token, m.IP, m.Upstream = str(vals[0]), str(vals[2]), str(vals[3])
+	ep, _ := strconv.ParseUint(str(vals[1]), 10, 32)
+	m.Acked, _ = strconv.ParseUint(str(vals[5]), 10, 64)
+	m.Epoch = uint32(ep)
+	if hdr := str(vals[4]); hdr != "" && hdr != "null" {
+		if err := json.Unmarshal([]byte(hdr), &m.Header); err != nil {
+			return session.Meta{}, fmt.Errorf("redisstore: session %s: bad header record: %w", id, err)
+		}
+	}
+	return m, nil
 }
 
 func str(v any) string { s, _ := v.(string); return s }
