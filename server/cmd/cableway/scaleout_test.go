@@ -358,4 +358,3 @@ func scrapeCounter(t *testing.T, ctx context.Context, u, name string) float64 {
 	t.Fatalf("%s: no %s in\n%s", u, name, body)
 	return 0
 }
-
