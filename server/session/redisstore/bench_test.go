@@ -115,4 +115,3 @@ func BenchmarkLatency(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	})
 }
-
