@@ -149,6 +149,9 @@ func (b *Bridge) countRefusal(reason string) {
 // frame, so its client reconnects over its own transport (to this bridge's
 // successor), then sessions end and their upstream sockets close. Close
 // waits for that until ctx is done. New requests get 503 from the start.
+// With a shared store (WithSharedStore) sessions do not end: this process
+// gives up their leases and upstreams, and the other processes take them
+// over.
 func (b *Bridge) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -161,6 +164,9 @@ func (b *Bridge) Close(ctx context.Context) error {
 		sessions = append(sessions, s)
 	}
 	b.mu.Unlock()
+	if b.cluster != nil {
+		sessions = b.cluster.handOver(sessions)
+	}
 
 	compatDone := make(chan error, 1)
 	go func() {

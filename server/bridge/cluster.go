@@ -409,3 +409,39 @@ func (s *session) setUpstream(c *cable.Consumer) {
 	s.mu.Unlock()
 	s.sendMu.Unlock()
 }
+
+// handOver gives up the sessions this process owns, at Close: each one's
+// lease goes (another process serving it takes it over at once, or the
+// next process a client's request lands on) and its upstream closes
+// without a frame; the session goes on in the store. It returns the
+// sessions it could not hand over (the store failed), which end as with
+// the in-memory store.
+func (cl *cluster) handOver(sessions []*session) []*session {
+	var kept []*session
+	for _, s := range sessions {
+		h, ok := s.log.(core.SharedFrames)
+		if !ok {
+			kept = append(kept, s)
+			continue
+		}
+		h.OnOwnership(nil)
+		if err := h.Disown(); err != nil {
+			cl.b.cfg.logger.Warn("bridge: session not handed over; it ends", "session", s.id, "err", err)
+			kept = append(kept, s)
+			continue
+		}
+		up := s.upstream()
+		s.setUpstream(nil)
+		cl.b.mu.Lock()
+		if cl.b.sessions[s.id] == s {
+			delete(cl.b.sessions, s.id)
+			cl.b.releaseIPLocked(s.ip)
+		}
+		cl.b.mu.Unlock()
+		if up != nil {
+			up.Close() // cable.ErrClosed: no frame for the client
+		}
+		h.Close()
+	}
+	return kept
+}

@@ -232,3 +232,36 @@ func TestClusterTakeover(t *testing.T) {
 		t.Errorf("takeovers %d, want 1", takeovers)
 	}
 }
+
+// TestClusterCloseHandsOver: a bridge that stops gracefully (Close, as on
+// SIGTERM) gives its sessions to the others instead of ending them: the
+// client long-polling another node gets no server_restart, but a new
+// welcome, and its session goes on (its cseq too).
+func TestClusterCloseHandsOver(t *testing.T) {
+	ce := newClusterEnv(t, 3*time.Second) // a takeover sooner than the lease: the lease was given up
+	ctx := testCtx(t, 60*time.Second)
+	n := ce.nodes
+	s := n[0].create(ctx, "carol")
+	stream := identifier("NumbersChannel", "stream", "handover")
+	if code, body := n[1].send(ctx, s, 1, cmd("subscribe", stream, "")); code != http.StatusOK {
+		t.Fatalf("subscribe: %d %s", code, body)
+	}
+	var after uint64
+	n[1].pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n[0].bridge.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	f := n[1].pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) != "confirm_subscription" })
+	if frameType(f) != "welcome" {
+		t.Fatalf("after the owner's Close the client got %s, want a new welcome", f)
+	}
+	if code, body := n[2].send(ctx, s, 2, cmd("subscribe", stream, "")); code != http.StatusOK {
+		t.Fatalf("resubscribe: %d %s", code, body)
+	}
+	n[1].pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
+	if st := n[0].bridge.Stats(); st.Sessions != 0 {
+		t.Errorf("the closed bridge still counts %d sessions", st.Sessions)
+	}
+}

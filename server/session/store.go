@@ -104,6 +104,9 @@ type SharedFrames interface {
 	// A process that serves a session's downstreams takes the lease over
 	// once it has expired.
 	OnOwnership(f func(owned bool))
+	// Disown gives the lease up, if this process holds it, so that
+	// another process takes the session over at once (a graceful stop).
+	Disown() error
 	// Close drops this process's handle; the session goes on.
 	Close()
 }

@@ -644,3 +644,19 @@ func (h *Frames) OnOwnership(f func(owned bool)) {
 func (h *Frames) ID() string { return h.id }
 
 func isNil(err error) bool { return errors.Is(err, redisNil) }
+
+// Disown gives the session's lease up if this process holds it (a
+// graceful stop): another process serving the session takes it over at
+// its next sweep, without waiting for the lease to expire.
+func (h *Frames) Disown() error {
+	if h.failedBy != nil {
+		return h.failedBy
+	}
+	h.owned.Store(false)
+	ctx, cancel := h.ctx()
+	defer cancel()
+	if err := disownScript.Run(ctx, h.st.rdb, h.keys, h.st.cfg.node).Err(); err != nil {
+		return fmt.Errorf("redisstore: disown: %w", err)
+	}
+	return nil
+}

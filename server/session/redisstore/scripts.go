@@ -211,3 +211,9 @@ local n = redis.call('HINCRBY', KEYS[1], 'k' .. ARGV[1], 1)
 redis.call('PUBLISH', ARGV[3], 'k' .. ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. n)
 return n
 `)
+
+// disownScript: ARGV = node. It deletes node's lease.
+var disownScript = redis.NewScript(`
+if redis.call('GET', KEYS[3]) == ARGV[1] then return redis.call('DEL', KEYS[3]) end
+return 0
+`)
