@@ -445,3 +445,11 @@ func (cl *cluster) handOver(sessions []*session) []*session {
 	}
 	return kept
 }
+
+// storeFailed reports a read that failed for the shared store's sake (not
+// a reset, not the session's end): the client is told to come back at
+// its cursor, not that its session ended. The in-memory log never fails
+// so.
+func storeFailed(err error) bool {
+	return err != nil && !errors.Is(err, core.ErrEnded) && !errors.Is(err, core.ErrReset)
+}

@@ -5,9 +5,11 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +265,48 @@ func TestClusterCloseHandsOver(t *testing.T) {
 	n[1].pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "confirm_subscription" })
 	if st := n[0].bridge.Stats(); st.Sessions != 0 {
 		t.Errorf("the closed bridge still counts %d sessions", st.Sessions)
+	}
+}
+
+// TestClusterRedisGone: with Redis gone, a long-poll is answered 503
+// store_unavailable (poll again at the cursor), not "ended"; an SSE stream
+// ends without a reset event (the EventSource comes back at its
+// Last-Event-ID); creation is refused with 503.
+func TestClusterRedisGone(t *testing.T) {
+	ce := newClusterEnv(t, time.Second)
+	ctx := testCtx(t, 60*time.Second)
+	n := ce.nodes
+	s := n[0].create(ctx, "dave")
+	var after uint64
+	n[1].pollUntil(ctx, s, &after, func(f json.RawMessage) bool { return frameType(f) == "welcome" })
+	st, body, err := n[2].openSSE(ctx, s, nil, url.Values{"after": {fmt.Sprint(after)}})
+	if err != nil {
+		t.Fatalf("sse: %v %s", err, body)
+	}
+	defer st.Close()
+	ce.redis.Kill()
+	resp, body := n[1].do(ctx, "GET", fmt.Sprintf("/sessions/%s/poll?token=%s&after=%d&timeout=0", s.SID, s.Token, after), nil, "")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "store_unavailable") {
+		t.Fatalf("poll with Redis gone: %d %s", resp.StatusCode, body)
+	}
+	resp, body = n[1].do(ctx, "POST", "/sessions", http.Header{"Authorization": {"Bearer secret-dave"}}, "")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "store_unavailable") {
+		t.Fatalf("create with Redis gone: %d %s", resp.StatusCode, body)
+	}
+	// The SSE stream: the owner's next frame (a Rails ping, every 3 s)
+	// fails to be stored; the stream's reader fails and the stream ends,
+	// with no reset event.
+	for {
+		f, err := st.nextData(ctx)
+		if err == nil {
+			if f.kind() != "ping" {
+				t.Fatalf("frame %v with Redis gone", f)
+			}
+			continue
+		}
+		if errors.Is(err, errSSEReset) || ctx.Err() != nil {
+			t.Fatalf("SSE with Redis gone: %v, want the stream to end without a reset", err)
+		}
+		break
 	}
 }

@@ -453,6 +453,10 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	bt, err := s.read(after, pingSeen, maxBatch, maxBytes)
+	if storeFailed(err) {
+		b.writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the session store failed; poll again at your cursor")
+		return
+	}
 	out := bridgewire.Polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.Frames)+1), Next: after}
 	switch {
 	case errors.Is(err, errReset):

@@ -109,6 +109,10 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			ack = after
 		}
 		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
+		if storeFailed(err) {
+			c.Close(ws.StatusTryAgainLater, "session store unavailable: re-attach at your cursor")
+			return
+		}
 		if errors.Is(err, errReset) {
 			c.Close(ws.StatusPolicyViolation, bridgewire.WebSocketResetPrefix+": "+resetReason(err))
 			return
