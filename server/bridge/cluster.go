@@ -183,17 +183,17 @@ func (cl *cluster) ownership(s *session, owned bool) {
 	b.cfg.logger.Info("bridge: session taken over from a dead owner", "session", s.id)
 }
 
-// appendFailed handles a frame the store refused: once the store fails
-// (or the lease is gone) the upstream goes, rather than frames being
-// dropped in silence; the client learns of it at its next read.
+// appendFailed handles a frame the store refused. Once the lease is gone
+// the ownership change handles it; when the store fails, this process
+// lets go of the session (its upstream closes) rather than drop frames in
+// silence: its lease lapses, and once the store is back a process serving
+// the session takes it over.
 func (cl *cluster) appendFailed(s *session, err error) {
-	if errors.Is(err, core.ErrEnded) {
+	if errors.Is(err, core.ErrEnded) || errors.Is(err, core.ErrNotOwner) {
 		return
 	}
-	cl.b.cfg.logger.Warn("bridge: frame not stored; the session's upstream is closed", "session", s.id, "err", err)
-	if up := s.upstream(); up != nil {
-		go up.Close()
-	}
+	cl.b.cfg.logger.Warn("bridge: frame not stored; this process lets the session go", "session", s.id, "err", err)
+	go cl.letGo(s)
 }
 
 // janitor drops the handles of sessions owned elsewhere that no client
@@ -424,26 +424,35 @@ func (cl *cluster) handOver(sessions []*session) []*session {
 			kept = append(kept, s)
 			continue
 		}
-		h.OnOwnership(nil)
 		if err := h.Disown(); err != nil {
 			cl.b.cfg.logger.Warn("bridge: session not handed over; it ends", "session", s.id, "err", err)
 			kept = append(kept, s)
 			continue
 		}
-		up := s.upstream()
-		s.setUpstream(nil)
-		cl.b.mu.Lock()
-		if cl.b.sessions[s.id] == s {
-			delete(cl.b.sessions, s.id)
-			cl.b.releaseIPLocked(s.ip)
-		}
-		cl.b.mu.Unlock()
-		if up != nil {
-			up.Close() // cable.ErrClosed: no frame for the client
-		}
-		h.Close()
+		cl.letGo(s)
 	}
 	return kept
+}
+
+// letGo drops a session this process owned without ending it: its
+// upstream closes without a frame, its handle closes, its lease (if still
+// held) lapses.
+func (cl *cluster) letGo(s *session) {
+	if h, ok := s.log.(core.SharedFrames); ok {
+		h.OnOwnership(nil)
+		defer h.Close()
+	}
+	up := s.upstream()
+	s.setUpstream(nil)
+	cl.b.mu.Lock()
+	if cl.b.sessions[s.id] == s {
+		delete(cl.b.sessions, s.id)
+		cl.b.releaseIPLocked(s.ip)
+	}
+	cl.b.mu.Unlock()
+	if up != nil {
+		up.Close() // cable.ErrClosed: no frame for the client
+	}
 }
 
 // storeFailed reports a read that failed for the shared store's sake (not
