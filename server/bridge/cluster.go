@@ -38,6 +38,7 @@ type cluster struct {
 
 	mu     sync.Mutex
 	remote map[string]*session // open here, owned elsewhere
+	openMu sync.Mutex          // serialises opens from the store
 
 	forwarded, takeovers, leasesLost atomic.Uint64
 }
@@ -86,6 +87,19 @@ func (cl *cluster) open(ctx context.Context, id string) (*session, error) {
 	if s != nil {
 		return s, nil
 	}
+	// One open at a time: the store keeps one handle per session and
+	// process, and two concurrent opens of one session would make two.
+	cl.openMu.Lock()
+	defer cl.openMu.Unlock()
+	cl.mu.Lock()
+	s = cl.remote[id]
+	cl.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	if s := cl.b.session(id); s != nil { // taken over meanwhile
+		return s, nil
+	}
 	h, m, err := cl.st.Open(ctx, id)
 	if errors.Is(err, core.ErrUnknownSession) {
 		return nil, nil
@@ -95,15 +109,6 @@ func (cl *cluster) open(ctx context.Context, id string) (*session, error) {
 	}
 	s = &session{b: cl.b, id: id, token: m.Token, epoch: m.Epoch, ip: m.IP, log: h, acked: m.Acked}
 	cl.mu.Lock()
-	if prev := cl.remote[id]; prev != nil { // a concurrent open won
-		cl.mu.Unlock()
-		if prev.log != h {
-			// The store keeps one handle per session and process: the
-			// later Open replaced the earlier's events; keep the later.
-			prev.log = h
-		}
-		return prev, nil
-	}
 	cl.remote[id] = s
 	cl.mu.Unlock()
 	h.OnOwnership(func(owned bool) { cl.ownership(s, owned) })
