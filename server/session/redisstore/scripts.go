@@ -110,13 +110,18 @@ if last > dl then
   dl = last
   local window, keep = b - pb, tonumber(ARGV[6])
   if window > keep then
-    local old = redis.call('XRANGE', KEYS[2], '-', dl .. '-0')
-    local cut, k = 0, 0
-    for _, e in ipairs(old) do
-      if window <= keep then break end
-      window = window - string.len(e[2][2])
-      cut = seqof(e[1])
-      k = k + 1
+    -- Oldest first, a few at a time: only what goes is read.
+    local cut, k, from = 0, 0, '-'
+    while window > keep do
+      local old = redis.call('XRANGE', KEYS[2], from, dl .. '-0', 'COUNT', 32)
+      if #old == 0 then break end
+      for _, e in ipairs(old) do
+        if window <= keep then break end
+        window = window - string.len(e[2][2])
+        cut = seqof(e[1])
+        k = k + 1
+      end
+      from = '(' .. old[#old][1]
     end
     if k > 0 then
       local freed = drop(cut, dl)
