@@ -40,6 +40,13 @@ func (s *Server) WSURL(path string) string { return fmt.Sprintf("ws://127.0.0.1:
 // CABLEWAY_REQUIRE_RAILS=1 (CI), where it fails.
 func Start(t testing.TB, serverBody string) *Server {
 	t.Helper()
+	return StartHTTP(t, "", serverBody)
+}
+
+// StartHTTP is Start with httpBody placed in the http block, beside the
+// server block: upstream groups, maps.
+func StartHTTP(t testing.TB, httpBody, serverBody string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/nginx", "/sbin/nginx"} {
@@ -69,12 +76,13 @@ http {
   fastcgi_temp_path %[1]s/fastcgi;
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
+%[4]s
   server {
     listen 127.0.0.1:%[2]d;
 %[3]s
   }
 }
-`, dir, port, serverBody)
+`, dir, port, serverBody, httpBody)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ type Bridge struct {
 	budget  *core.Budget // every session's frames together (with the default store)
 	store   core.Store
 	buffers sync.Pool // *[]byte: write buffers of downstreams, borrowed per batch
+	cluster *cluster  // nil unless WithSharedStore
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -59,6 +60,12 @@ type Stats struct {
 	Commands           uint64            // client commands relayed upstream
 	UpstreamReconnects uint64            // upstream sockets redialled after a loss (compat sessions; a bridge session ends with its socket)
 	Refused            map[string]uint64 // refused requests by reason
+
+	// With a shared store (WithSharedStore): sessions this process serves
+	// but another owns, requests it forwarded to owners, sessions it took
+	// over from a dead owner, leases it lost.
+	RemoteSessions                   int
+	Forwarded, Takeovers, LeasesLost uint64
 }
 
 // New returns a Bridge relaying to the ActionCable endpoint upstream
@@ -86,6 +93,7 @@ func New(upstream string, opts ...Option) *Bridge {
 		)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.cluster = newCluster(b)
 	b.routes()
 	b.wg.Add(1)
 	go b.janitor()
@@ -115,6 +123,9 @@ func (b *Bridge) Stats() Stats {
 		s.Refused[k.(string)] = v.(*atomic.Uint64).Load()
 		return true
 	})
+	if b.cluster != nil {
+		b.cluster.stats(&s)
+	}
 	if b.compat != nil { // the compat API's sessions are the bridge's too
 		cs := b.compat.Stats()
 		s.Sessions += cs.Sessions
@@ -138,6 +149,9 @@ func (b *Bridge) countRefusal(reason string) {
 // frame, so its client reconnects over its own transport (to this bridge's
 // successor), then sessions end and their upstream sockets close. Close
 // waits for that until ctx is done. New requests get 503 from the start.
+// With a shared store (WithSharedStore) sessions do not end: this process
+// gives up their leases and upstreams, and the other processes take them
+// over.
 func (b *Bridge) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -150,6 +164,9 @@ func (b *Bridge) Close(ctx context.Context) error {
 		sessions = append(sessions, s)
 	}
 	b.mu.Unlock()
+	if b.cluster != nil {
+		sessions = b.cluster.handOver(sessions)
+	}
 
 	compatDone := make(chan error, 1)
 	go func() {
@@ -298,8 +315,8 @@ func (b *Bridge) removeSession(s *session) {
 	}
 	b.mu.Unlock()
 	s.end(errSessionEnded)
-	if s.up != nil {
-		s.up.Close()
+	if up := s.upstream(); up != nil {
+		up.Close()
 	}
 	s.log.Release()
 }

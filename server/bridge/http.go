@@ -276,6 +276,14 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	header := b.upstreamHeader(r)
 	ctx, cancel := context.WithTimeout(r.Context(), b.cfg.createTimeout)
 	defer cancel()
+	if b.cluster != nil {
+		if err := b.cluster.create(ctx, s, upstreamURL, header); err != nil {
+			b.unreserve(ip)
+			b.cfg.logger.Warn("bridge: session store", "err", err)
+			b.writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the session store failed; retry")
+			return nil, false
+		}
+	}
 	// No event handler and no watcher goroutine: the frame hook sees
 	// welcomes (reconnects) and final disconnects, which keeps an idle
 	// session to the Consumer's own goroutines.
@@ -292,6 +300,7 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 	)
 	if err != nil {
 		b.unreserve(ip)
+		b.cluster.abandon(s)
 		var (
 			de *cable.DisconnectError
 			he *transport.HandshakeError
@@ -326,6 +335,14 @@ func (b *Bridge) openSessionQuery(w http.ResponseWriter, r *http.Request, rawQue
 // "token" or header "Cableway-Token"), answering the refusal itself.
 func (b *Bridge) lookup(w http.ResponseWriter, r *http.Request) *session {
 	s := b.session(r.PathValue("sid"))
+	if s == nil && b.cluster != nil { // owned by another process?
+		var err error
+		if s, err = b.cluster.open(r.Context(), r.PathValue("sid")); err != nil {
+			b.cfg.logger.Warn("bridge: session store", "err", err)
+			b.writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the session store failed; retry")
+			return nil
+		}
+	}
 	if s == nil {
 		b.writeError(w, http.StatusNotFound, "unknown_session", "the session does not exist or has expired; create a new one")
 		return nil
@@ -436,6 +453,10 @@ func (b *Bridge) poll(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	bt, err := s.read(after, pingSeen, maxBatch, maxBytes)
+	if storeFailed(err) {
+		b.writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the session store failed; poll again at your cursor")
+		return
+	}
 	out := bridgewire.Polled{Epoch: s.epoch, Frames: make([]json.RawMessage, 0, len(bt.Frames)+1), Next: after}
 	switch {
 	case errors.Is(err, errReset):
@@ -475,8 +496,30 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		b.writeError(w, http.StatusBadRequest, se.Reason, se.Detail)
 		return
 	}
+	status, ans, _ := b.applySend(r.Context(), s, batch, cmds, body)
+	writeJSON(w, status, ans)
+}
+
+// applySend applies a /send batch to session s and returns the answer.
+// A process that does not hold the session's upstream (a shared store's)
+// forwards raw to the one that does; moved reports that it has none and
+// raw was nil (a forwarded request: its sender asks again).
+func (b *Bridge) applySend(ctx context.Context, s *session, batch []bridgewire.Command, cmds []protocol.Command, raw []byte) (status int, ans any, moved bool) {
 	s.sendMu.Lock()
+	if s.up == nil && b.cluster != nil {
+		s.sendMu.Unlock()
+		if raw == nil {
+			return 0, nil, true
+		}
+		fctx, cancel := context.WithTimeout(ctx, b.cfg.createTimeout)
+		defer cancel()
+		status, ans := b.cluster.forward(fctx, s, forwarded{SID: s.id, Send: raw}, func() (int, any, bool) {
+			return b.applySend(ctx, s, batch, cmds, nil)
+		})
+		return status, ans, false
+	}
 	defer s.sendMu.Unlock()
+	defer b.cluster.recordAcked(s)
 	fresh := 0
 	for _, c := range batch {
 		if c.CSeq > s.acked {
@@ -484,34 +527,31 @@ func (b *Bridge) send(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !s.allowCommands(fresh) {
-		b.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", b.cfg.commandsPerSecond))
-		return
+		b.countRefusal("rate_limited")
+		return http.StatusTooManyRequests, apiError{Error: "rate_limited", Detail: fmt.Sprintf("at most %v commands per second", b.cfg.commandsPerSecond)}, false
 	}
 	for i, c := range batch {
 		if c.CSeq <= s.acked {
 			continue // a retry of what was applied
 		}
 		if c.CSeq != s.acked+1 {
-			writeJSON(w, http.StatusConflict, bridgewire.Error{Error: "cseq_gap", Acked: s.acked})
 			b.countRefusal("cseq_gap")
-			return
+			return http.StatusConflict, bridgewire.Error{Error: "cseq_gap", Acked: s.acked}, false
 		}
-		if err := s.up.SendCommand(r.Context(), &cmds[i]); err != nil {
+		if err := s.up.SendCommand(ctx, &cmds[i]); err != nil {
 			if s.isEnded() {
 				// Final: retrying cannot help. The client reads the
 				// reason from the session's last frames.
-				writeJSON(w, http.StatusGone, bridgewire.Error{Error: "session_ended", Acked: s.acked})
 				b.countRefusal("session_ended")
-				return
+				return http.StatusGone, bridgewire.Error{Error: "session_ended", Acked: s.acked}, false
 			}
-			writeJSON(w, http.StatusServiceUnavailable, bridgewire.Error{Error: "upstream_unavailable", Detail: err.Error(), Acked: s.acked})
 			b.countRefusal("upstream_unavailable")
-			return
+			return http.StatusServiceUnavailable, bridgewire.Error{Error: "upstream_unavailable", Detail: err.Error(), Acked: s.acked}, false
 		}
 		s.acked = c.CSeq
 		b.stats.commands.Add(1)
 	}
-	writeJSON(w, http.StatusOK, bridgewire.Error{Acked: s.acked})
+	return http.StatusOK, bridgewire.Error{Acked: s.acked}, false
 }
 
 // ack frees the frames up to the cursor that a client reading an event

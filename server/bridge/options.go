@@ -56,6 +56,7 @@ type config struct {
 	createTimeout     time.Duration
 	upstreamStale     time.Duration
 	store             core.Store
+	shared            core.Shared // WithSharedStore
 	keepAlive         time.Duration
 	logger            *slog.Logger
 	backoff           backoff.Policy

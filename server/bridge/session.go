@@ -58,7 +58,9 @@ func newSession(b *Bridge, ip string) *session {
 		b: b, id: newID(), token: newID(), epoch: newEpoch(), ip: ip,
 		commands: ratelimit.Full(2*b.cfg.commandsPerSecond, now),
 	}
-	s.log = b.store.NewFrames(s.id)
+	if b.cluster == nil { // a shared store's log is made by cluster.create
+		s.log = b.store.NewFrames(s.id)
+	}
 	return s
 }
 
@@ -84,6 +86,9 @@ func (s *session) onFrame(f cable.Frame) {
 		return
 	}
 	if _, err := s.log.Append(context.Background(), data); err != nil {
+		if s.b.cluster != nil {
+			s.b.cluster.appendFailed(s, err)
+		}
 		return // after the last frame (Close's notice): nothing follows it
 	}
 	s.b.stats.framesIn.Add(1)

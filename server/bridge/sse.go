@@ -74,6 +74,9 @@ type sseSource struct {
 func (src *sseSource) Append(buf []byte) ([]byte, int, bool, bool) {
 	s := src.s
 	bt, err := s.readFrom(src.ack, src.after, src.pingSeen, maxBatch, maxBatchBytes)
+	if storeFailed(err) { // the stream ends without a word: the client comes back at its Last-Event-ID
+		return buf, 0, false, true
+	}
 	if errors.Is(err, errReset) {
 		return bridgewire.AppendReset(buf, resetReason(err)), 0, false, true
 	}

@@ -109,6 +109,10 @@ func (b *Bridge) serveWebSocket(w http.ResponseWriter, r *http.Request, s *sessi
 			ack = after
 		}
 		bt, err := s.readFrom(ack, after, pingSeen, maxBatch, maxBatchBytes)
+		if storeFailed(err) {
+			c.Close(ws.StatusTryAgainLater, "session store unavailable: re-attach at your cursor")
+			return
+		}
 		if errors.Is(err, errReset) {
 			c.Close(ws.StatusPolicyViolation, bridgewire.WebSocketResetPrefix+": "+resetReason(err))
 			return
@@ -201,7 +205,7 @@ func (b *Bridge) readCommands(ctx context.Context, c *ws.Conn, s *session, codec
 			b.countRefusal("rate_limited")
 			return errors.New("rate limited")
 		}
-		if err := s.up.SendCommand(ctx, &cmd); err != nil {
+		if err := b.sendCommand(ctx, s, &cmd); err != nil {
 			// The upstream is gone: like a WebSocket to Rails itself, the
 			// command is lost, and the client learns of the loss from the
 			// session's last frame (Rails' disconnect or upstream_lost).

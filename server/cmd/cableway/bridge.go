@@ -73,6 +73,7 @@ type bridgeConfig struct {
 	sessionBurst        int
 	publicOrigin        string
 	trustForwardedProto bool
+	store               storeConfig // --store, --node, --lease (flags.go)
 }
 
 func defaultBridgeConfig() bridgeConfig {
@@ -99,6 +100,7 @@ func defaultBridgeConfig() bridgeConfig {
 		maxConnsPerIP:     defaultMaxConnsPerIP,
 		sessionRate:       bridge.DefaultSessionRate,
 		sessionBurst:      bridge.DefaultSessionBurst,
+		store:             defaultStoreConfig(),
 	}
 }
 
@@ -145,6 +147,7 @@ func bridgeCommand(cfg *bridgeConfig) *command {
 	c.add(intValue(&cfg.sessionBurst), "session-burst", "N", "sessions a client IP may create at once before --session-rate applies", true)
 	c.str(&cfg.publicOrigin, "public-origin", "URL", "the bridge's origin as browsers see it, e.g. https://cable.example.com: same-origin is decided against it (set it behind a reverse proxy)", true)
 	c.boolean(&cfg.trustForwardedProto, "trust-forwarded-proto", "take the request scheme from X-Forwarded-Proto for the same-origin check (only behind a proxy that sets it)", true)
+	addStoreFlags(c, &cfg.store)
 	return c
 }
 
@@ -210,7 +213,7 @@ func (cfg *bridgeConfig) check() error {
 		return fmt.Errorf("--public-origin: %w", err)
 	}
 	cfg.publicOrigin = o
-	return nil
+	return cfg.store.check()
 }
 
 // normalizeOrigin turns "https://App.example.com/" into the form browsers
@@ -397,11 +400,20 @@ func serveBridge(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) er
 		connsPerIP = 0
 	}
 	limited := bridge.LimitListener(ln, connsPerIP)
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if st != nil {
+		defer st.Close() // after the bridge's shutdown
+		opts = append(opts, bridge.WithSharedStore(st))
+	}
 	b := bridge.New(cfg.upstream, opts...)
 
 	mux := http.NewServeMux()
 	if cfg.metrics {
-		mux.Handle("GET /metrics", metricsHandler(b, limited.Refused, logger))
+		mux.Handle("GET /metrics", metricsHandler(b, limited.Refused, logger, storeCollectors(b, st)...))
 	}
 	mux.Handle("/", b) // the bridge's API and its own /healthz
 	srv := newHTTPServer(withBodyDeadline(mux, cfg.createTimeout+bodyReadGrace), tlsConfig, logger)

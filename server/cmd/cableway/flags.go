@@ -1,16 +1,26 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cableway/cableway/sdk/transport"
+	"github.com/cableway/cableway/server/bridge"
+	"github.com/cableway/cableway/server/session/redisstore"
 )
 
 // lookupEnv is os.LookupEnv; tests pass a map's.
@@ -315,4 +325,98 @@ func parseByteSize(raw string) (byteSize, error) {
 		return 0, errors.New("too large")
 	}
 	return byteSize(n * mult), nil
+}
+
+// storeConfig is what --store, --node and --lease say: where sessions are
+// kept when several bridges share them.
+type storeConfig struct {
+	url   string        // "" (this process's memory) or redis:// / rediss://
+	node  string        // this process's name among those sharing the store
+	lease time.Duration // the owner lease
+}
+
+func defaultStoreConfig() storeConfig { return storeConfig{lease: redisstore.DefaultLease} }
+
+// addStoreFlags registers the store's flags on the bridge command.
+func addStoreFlags(c *command, sc *storeConfig) {
+	c.str(&sc.url, "store", "URL", `where sessions are kept: "" for this process's memory, or redis://[user:password@]host:port/db (rediss:// for TLS) to share them with other bridges behind a load balancer without sticky sessions (server/SCALEOUT.md)`, true)
+	c.str(&sc.node, "node", "NAME", "this bridge's name among those sharing --store, unique (default: host name and process id)", true)
+	c.add(durationValue(&sc.lease), "lease", "DURATION", "with --store: how long a dead bridge's sessions wait before another bridge takes them over", true)
+}
+
+// check validates the store's flags.
+func (sc *storeConfig) check() error {
+	if sc.url == "" {
+		return nil
+	}
+	u, err := url.Parse(sc.url)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return fmt.Errorf("--store %q: want redis://host:port/db or rediss://…", transport.RedactURL(sc.url))
+	}
+	if sc.lease < 300*time.Millisecond {
+		return fmt.Errorf("--lease %v: want 300ms or more", sc.lease)
+	}
+	return nil
+}
+
+// openStore connects to --store; nil without one (the in-memory default).
+// The session TTL of keys in Redis outlives --session-ttl.
+func openStore(ctx context.Context, cfg *bridgeConfig, logger *slog.Logger) (*redisstore.Store, error) {
+	sc := cfg.store
+	if sc.url == "" {
+		return nil, nil
+	}
+	// go-redis logs through a logger of its own: into ours, at debug level.
+	redis.SetLogger(redisLogger{logger})
+	node := sc.node
+	if node == "" {
+		host, _ := os.Hostname()
+		node = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := redisstore.New(cctx, sc.url,
+		redisstore.WithNode(node),
+		redisstore.WithLease(sc.lease),
+		redisstore.WithTTL(max(2*cfg.sessionTTL, redisstore.DefaultTTL)),
+		redisstore.WithLimits(cfg.queueFrames, int(min(int64(cfg.queueBytes), math.MaxInt)), int(min(int64(cfg.resumeWindow), math.MaxInt))),
+		redisstore.WithLogger(logger),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("--store: %w", err)
+	}
+	logger.Info("session store", "store", transport.RedactURL(sc.url), "node", node, "lease", sc.lease)
+	return st, nil
+}
+
+// redisLogger passes go-redis's log lines to slog at debug level.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug("redis: " + fmt.Sprintf(format, v...))
+}
+
+// storeCollectors are the metrics of a bridge sharing st (none without).
+func storeCollectors(b *bridge.Bridge, st *redisstore.Store) []prometheus.Collector {
+	if st == nil {
+		return nil
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
+	}
+	return []prometheus.Collector{
+		gauge("store_remote_sessions", "Sessions this bridge serves from --store while another bridge owns them.",
+			func() float64 { return float64(b.Stats().RemoteSessions) }),
+		counter("store_forwarded_total", "Client commands this bridge forwarded to the owning bridge through --store.",
+			func() float64 { return float64(b.Stats().Forwarded) }),
+		counter("store_takeovers_total", "Sessions this bridge took over from a dead owner (upstream redialled).",
+			func() float64 { return float64(b.Stats().Takeovers) }),
+		counter("store_leases_lost_total", "Session leases this bridge lost to another bridge.",
+			func() float64 { return float64(b.Stats().LeasesLost) }),
+		counter("store_errors_total", "Redis errors met by the store's background work (lease renewal, figures).",
+			func() float64 { return float64(st.Stats().Errors) }),
+	}
 }

@@ -73,7 +73,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 // metricsHandler serves the bridge's metrics, plus the Go runtime's and
 // the process's, from a registry of its own.
 // connsRefused counts the connections closed for --max-conns-per-ip.
-func metricsHandler(b *bridge.Bridge, connsRefused func() uint64, logger *slog.Logger) http.Handler {
+// extra are more collectors (the session store's).
+func metricsHandler(b *bridge.Bridge, connsRefused func() uint64, logger *slog.Logger, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		newStatsCollector(b.Stats),
@@ -84,6 +85,7 @@ func metricsHandler(b *bridge.Bridge, connsRefused func() uint64, logger *slog.L
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
