@@ -109,6 +109,13 @@ type options struct {
 	serveBridge bool
 	listen      string
 	upstream    string
+
+	// The soak (soak.go).
+	soak      time.Duration // 0: no soak
+	soakEvery time.Duration
+	interval  time.Duration
+	longpoll  float64
+	settle    time.Duration
 }
 
 func main() {
@@ -142,6 +149,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.serveBridge, "serve-bridge", false, "internal: serve server/bridge at its defaults with a CPU profile control (for -profile)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "internal, with -serve-bridge")
 	fs.StringVar(&o.upstream, "upstream", "", "internal, with -serve-bridge")
+	fs.DurationVar(&o.soak, "soak", 0, "soak for this long instead: one bridge, the one -k sessions held open under a steady broadcast (see -soak-every), a line every -interval, then every session closed and the bridge checked back at its baseline; exit 1 on any failed check")
+	fs.DurationVar(&o.soakEvery, "soak-every", time.Second, "soak: one broadcast to every session this often")
+	fs.DurationVar(&o.interval, "interval", 30*time.Second, "soak: print a line this often")
+	fs.Float64Var(&o.longpoll, "longpoll", 0, "soak: the share of sessions that long-poll instead of reading SSE (0…1)")
+	fs.DurationVar(&o.settle, "settle", time.Minute, "soak: how long the bridge may take to go back to its baseline once every session is closed")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -159,6 +171,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.ks = append(o.ks, k)
 	}
 	o.bridgeArgs = strings.Fields(*bargs)
+	if o.soak != 0 {
+		switch {
+		case o.soak < 0 || o.soakEvery <= 0 || o.interval <= 0 || o.settle <= 0:
+			return o, errors.New("-soak, -soak-every, -interval and -settle must be positive")
+		case len(o.ks) != 1:
+			return o, fmt.Errorf("-soak takes one session count (-k), not %d", len(o.ks))
+		case !(o.longpoll >= 0 && o.longpoll <= 1):
+			return o, errors.New("-longpoll must be in 0…1")
+		case o.profileDir != "":
+			return o, errors.New("-soak cannot be used with -profile")
+		case o.stall <= 0 || o.conc < 1 || o.perIP < 1 || o.pad < 0 || o.pad > 1<<20:
+			return o, errors.New("-stall, -conc and -per-ip must be positive, -pad in 0…1 MiB")
+		}
+		return o, nil
+	}
 	if o.kMode != modeTwoStep && o.kMode != modeOneRequest {
 		return o, fmt.Errorf("-k-open-mode: %q is neither %q nor %q", o.kMode, modeTwoStep, modeOneRequest)
 	}
@@ -204,6 +231,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if o.soak > 0 {
+		if err := raiseNoFile(o.ks[0]); err != nil {
+			fmt.Fprintln(stderr, "bridgeload:", err)
+			return 1
+		}
+		r, err := soak(ctx, o, stdout, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "bridgeload:", err)
+			return 1
+		}
+		if !r.ok() {
+			return 1
+		}
+		return 0
+	}
 	lossy, err := bench(ctx, o, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bridgeload:", err)
@@ -217,12 +259,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // raiseNoFile lifts the soft file limit to the hard one and checks that
-// the descriptors of k sessions fit (two per session, plus some).
+// the descriptors of k sessions fit (two per session, plus some, in each
+// process: the bridge inherits the limit). A hard limit too low is raised
+// when the process may (root: CAP_SYS_RESOURCE, up to fs.nr_open).
 func raiseNoFile(k int) error {
-	need := uint64(2*k + 512)
+	need := uint64(2*k + 1024)
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return err
+	}
+	if r.Max < need {
+		up := syscall.Rlimit{Cur: need, Max: need}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+			r = up
+		}
 	}
 	if r.Cur < r.Max {
 		r.Cur = r.Max
