@@ -224,7 +224,7 @@ func procNetAddr(addr string) (string, error) {
 // latHist is a histogram of latencies in buckets of 1/8 of a power of
 // two (12 % wide), safe for concurrent use.
 type latHist struct {
-	b [64 * 8]atomic.Uint64
+	b [61 * 8]atomic.Uint64 // up to math.MaxInt64
 }
 
 func latBucket(ns int64) int {
