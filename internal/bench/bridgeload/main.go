@@ -260,16 +260,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // raiseNoFile lifts the soft file limit to the hard one and checks that
 // the descriptors of k sessions fit (two per session, plus some, in each
-// process: the bridge inherits the limit). A hard limit too low is raised
-// when the process may (root: CAP_SYS_RESOURCE, up to fs.nr_open).
+// process: the bridge inherits the limit). A hard limit below four per
+// session (room for the clients' keep-alive and long-poll connections) is
+// raised when the process may (root: CAP_SYS_RESOURCE, up to fs.nr_open).
 func raiseNoFile(k int) error {
-	need := uint64(2*k + 1024)
+	need := uint64(2*k + 512)
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return err
 	}
-	if r.Max < need {
-		up := syscall.Rlimit{Cur: need, Max: need}
+	if want := uint64(4*k + 1024); r.Max < want {
+		up := syscall.Rlimit{Cur: want, Max: want}
 		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
 			r = up
 		}
