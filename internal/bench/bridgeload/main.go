@@ -55,6 +55,16 @@
 // loopback, every process started is stopped, and the whole run is
 // bounded (about 2 to 3 minutes with the defaults).
 //
+// -soak D instead holds the one -k K sessions open through one bridge for
+// D under a steady broadcast (one every -soak-every to every session; a
+// -longpoll share of them long-polling, the rest on SSE), prints a line
+// every -interval (RSS, goroutines, descriptors, upstream sockets, frames
+// delivered, lost, duplicated, p99 latency) and, once every session is
+// closed, checks the bridge is back at its baseline; its verdict and the
+// exit status (1 on any failed check) are described in soak.go:
+//
+//	go run ./internal/bench/bridgeload -soak 10m -k 1000 -longpoll 0.2
+//
 // -profile DIR runs the bridge instead as this program in its internal
 // -serve-bridge mode (the same server/bridge at its defaults, plus a CPU
 // profile control) and writes a CPU profile of the paced and of the blast
