@@ -363,6 +363,10 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 		return r, fmt.Errorf("the feeder has %d subscribed connections, want %d", n, k)
 	}
 	fmt.Fprintf(stderr, "opened %d sessions (%d long-polling) in %v\n", k, r.polling, time.Since(openStart).Round(time.Millisecond))
+	// The open's keep-alive connections (up to -conc per source address)
+	// would idle until the bridge's idle timeout: closed now, so that the
+	// soak holds the sessions' connections and those the acks and polls use.
+	c.close()
 
 	r.from = w.f.published.Load() + 1
 	for _, s := range sessions {
