@@ -430,25 +430,60 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 		r.lines++
 		return nil
 	}
-	w.f.publish(1)
+	// The broadcast and the RSS samples run on goroutines of their own, so
+	// that a slow line (reading /proc at 10k sessions) delays neither: the
+	// broadcast catches up to one per soakEvery since the start.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		sent := 0
+		for {
+			if due := int(time.Since(soakStart)/o.soakEvery) + 1; due > sent {
+				w.f.publish(due - sent)
+				sent = due
+			}
+			select {
+			case <-bctx.Done():
+				return
+			case <-bcast.C:
+			}
+		}
+	}()
+	var rssErr error
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case <-sec.C:
+			}
+			st, err := w.b.procStatus()
+			if err != nil {
+				rssErr = fmt.Errorf("the bridge: %w", err)
+				stopBroadcast()
+				return
+			}
+			rss = append(rss, st["VmRSS"])
+		}
+	}()
 loop:
 	for {
 		select {
 		case <-bctx.Done():
 			break loop
-		case <-bcast.C:
-			w.f.publish(1)
-		case <-sec.C:
-			st, err := w.b.procStatus()
-			if err != nil {
-				return r, fmt.Errorf("the bridge: %w", err)
-			}
-			rss = append(rss, st["VmRSS"])
 		case <-line.C:
 			if err := printLine(); err != nil {
+				stopBroadcast()
+				wg.Wait()
 				return r, fmt.Errorf("the bridge: %w", err)
 			}
 		}
+	}
+	wg.Wait()
+	if rssErr != nil {
+		return r, rssErr
 	}
 	if ctx.Err() != nil {
 		return r, ctx.Err()
