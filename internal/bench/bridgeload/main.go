@@ -279,9 +279,10 @@ func raiseNoFile(k int) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return err
 	}
+	var raiseErr error
 	if want := uint64(4*k + 1024); r.Max < want {
 		up := syscall.Rlimit{Cur: want, Max: want}
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up) == nil {
+		if raiseErr = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); raiseErr == nil {
 			r = up
 		}
 	}
@@ -292,7 +293,11 @@ func raiseNoFile(k int) error {
 		}
 	}
 	if r.Cur < need {
-		return fmt.Errorf("RLIMIT_NOFILE is %d; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, k, need)
+		why := ""
+		if raiseErr != nil {
+			why = fmt.Sprintf(" (raising the hard limit: %v; it needs CAP_SYS_RESOURCE)", raiseErr)
+		}
+		return fmt.Errorf("RLIMIT_NOFILE is %d%s; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, why, k, need)
 	}
 	return nil
 }
