@@ -117,6 +117,14 @@ func (c *client) newSession(idx int) *session {
 	return &session{c: c, idx: idx, src: idx / c.perIP, confirmed: make(chan struct{}), quit: make(chan struct{})}
 }
 
+// statusError is an answer with an unexpected HTTP status.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 // create is POST /sessions.
 func (s *session) create(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.c.base+"/sessions", nil)
@@ -133,7 +141,7 @@ func (s *session) create(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST /sessions from %v: HTTP %d %s", srcAddr(s.src), resp.StatusCode, bytes.TrimSpace(body))
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("POST /sessions from %v: HTTP %d %s", srcAddr(s.src), resp.StatusCode, bytes.TrimSpace(body))}
 	}
 	var created struct{ SID, Token string }
 	if err := json.Unmarshal(body, &created); err != nil || created.SID == "" || created.Token == "" {

@@ -58,6 +58,8 @@ type soakResult struct {
 	lines            int
 	bridgeLog        []string
 	broadcastsPerSec float64
+	openTook         time.Duration
+	createRetries    int64
 }
 
 // rssFlat applies the flatness rule to samples taken at a steady rate:
@@ -326,7 +328,8 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 		warm[i] = c.newSession(nsrc*o.perIP + i)
 		warm[i].poll = r.polling > 0 && i%2 == 1
 	}
-	if err := openSoak(ctx, warm, o.conc); err != nil {
+	var retries atomic.Int64
+	if err := openSoak(ctx, warm, o.conc, &retries); err != nil {
 		return r, fmt.Errorf("warm-up: %w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
 	for _, s := range warm {
@@ -356,13 +359,14 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 	}
 	defer closeAll(sessions)
 	openStart := time.Now()
-	if err := openSoak(ctx, sessions, o.conc); err != nil {
+	if err := openSoak(ctx, sessions, o.conc, &retries); err != nil {
 		return r, fmt.Errorf("open: %w\nbridge log tail:\n%s", err, w.b.stderrTail)
 	}
 	if n := w.f.subscribers(); n != k {
 		return r, fmt.Errorf("the feeder has %d subscribed connections, want %d", n, k)
 	}
-	fmt.Fprintf(stderr, "opened %d sessions (%d long-polling) in %v\n", k, r.polling, time.Since(openStart).Round(time.Millisecond))
+	r.createRetries = retries.Load()
+	fmt.Fprintf(stderr, "opened %d sessions (%d long-polling) in %v, %d creates retried\n", k, r.polling, time.Since(openStart).Round(time.Millisecond), r.createRetries)
 	// The open's keep-alive connections (up to -conc per source address)
 	// would idle until the bridge's idle timeout: closed now, so that the
 	// soak holds the sessions' connections and those the acks and polls use.
@@ -391,7 +395,9 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 	fmt.Fprintf(stdout, "soak %s: %d sessions (%d SSE, %d long-poll) through cableway bridge%s for %v; a broadcast every %v to every session (%.0f frames/s); ack every %v; git=%s nproc=%d load=%s\n",
 		start.Format(time.RFC3339), k, k-r.polling, r.polling, bridgeArgsDesc(o.bridgeArgs), o.soak, o.soakEvery,
 		float64(k)/o.soakEvery.Seconds(), o.ack, gitRevision(), runtime.NumCPU(), load())
+	r.openTook = time.Since(openStart)
 	fmt.Fprintf(stdout, "baseline: %v\n", base)
+	fmt.Fprintf(stdout, "open: %d sessions in %v (-conc %d, one source address at a time), %d creates retried (network error or 5xx)\n", k, r.openTook.Round(time.Millisecond), o.conc, r.createRetries)
 	fmt.Fprintf(stdout, "%8s %9s %10s %7s %8s %8s %12s %6s %5s %5s %9s %s\n",
 		"elapsed", "rss MiB", "goroutines", "fds", "upstream", "sessions", "delivered", "lost", "dup", "ended", "p99 ms", "load")
 
@@ -525,21 +531,58 @@ loop:
 }
 
 // openSoak creates and attaches sessions, conc at a time: SSE or
-// long-poll as each session's poll says.
-func openSoak(ctx context.Context, sessions []*session, conc int) error {
+// long-poll as each session's poll says. It opens one source address's
+// sessions at a time and then closes that address's idle keep-alive
+// connections: up to conc of them per address would otherwise idle in
+// both processes until the idle timeouts, thousands at 9k sessions, where
+// the descriptors are counted (a process may hold 20000 on the machine of
+// the published soaks).
+//
+// A create that fails for want of an answer or with a 5xx (the bridge's
+// 504 when the upstream's welcome is late, seen at 9k sessions on a
+// machine loaded by others) is retried, as a client would, after a
+// second, at most twice; retries counts them.
+func openSoak(ctx context.Context, sessions []*session, conc int, retries *atomic.Int64) error {
 	octx, cancel := context.WithTimeout(ctx, 60*time.Second+time.Duration(len(sessions))*30*time.Millisecond)
 	defer cancel()
-	return openAll(octx, sessions, conc, func(ctx context.Context, s *session) error {
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := s.create(actx); err != nil {
+	for len(sessions) > 0 {
+		n := 1
+		for n < len(sessions) && sessions[n].src == sessions[0].src {
+			n++
+		}
+		err := openAll(octx, sessions[:n], conc, func(ctx context.Context, s *session) error {
+			actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := createRetrying(actx, s, retries); err != nil {
+				return err
+			}
+			if s.poll {
+				return s.attachPoll(actx)
+			}
+			return s.attach(actx)
+		})
+		if err != nil {
 			return err
 		}
-		if s.poll {
-			return s.attachPoll(actx)
+		sessions[0].c.https[sessions[0].src].CloseIdleConnections()
+		sessions = sessions[n:]
+	}
+	return nil
+}
+
+// createRetrying is s.create, retried on a network error or a 5xx.
+func createRetrying(ctx context.Context, s *session, retries *atomic.Int64) error {
+	for try := 0; ; try++ {
+		err := s.create(ctx)
+		var status *statusError
+		if err == nil || try == 2 || ctx.Err() != nil || (errors.As(err, &status) && status.code < 500) {
+			return err
 		}
-		return s.attach(actx)
-	})
+		retries.Add(1)
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return err
+		}
+	}
 }
 
 // soakClose closes every session's stream or polling and deletes it,
