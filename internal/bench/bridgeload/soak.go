@@ -35,7 +35,8 @@ import (
 //     DELETE /sessions/{sid}) and the clients' keep-alive connections too,
 //     within -settle the bridge's goroutines (go_goroutines) and open
 //     descriptors (/proc/PID/fd) are at most their baseline, and it holds
-//     no upstream socket and no session. The baseline is taken on the
+//     no upstream connection (the feeder's count while waiting, then the
+//     bridge's sockets to the feeder in /proc/PID/net/tcp) and no session. The baseline is taken on the
 //     fresh bridge after a warm-up of a few sessions opened and closed (so
 //     that what the first session starts for good is in it).
 
@@ -59,6 +60,7 @@ type soakResult struct {
 	bridgeLog        []string
 	broadcastsPerSec float64
 	openTook         time.Duration
+	upstreamProc     int // the bridge's sockets to the feeder at the end, from /proc/PID/net/tcp
 	createRetries    int64
 }
 
@@ -104,7 +106,7 @@ type procSample struct {
 	goroutines float64 // go_goroutines (-1: no metrics)
 	sessions   float64 // cableway_bridge_sessions (-1: no metrics)
 	fds        int
-	upstream   int // TCP sockets the bridge holds to the feeder
+	upstream   int // the feeder's open connections from the bridge
 }
 
 func (p procSample) String() string {
@@ -112,24 +114,25 @@ func (p procSample) String() string {
 		float64(p.rssKiB)/1024, p.goroutines, p.fds, p.upstream, p.sessions)
 }
 
-// sample reads the bridge's RSS, descriptors, upstream sockets (to
-// upstreamAddr, "127.0.0.1:port") and its goroutines and sessions from
-// GET /metrics.
-func (p *bridgeProc) sample(upstreamAddr string) (procSample, error) {
+// sample reads the bridge's RSS and descriptors (/proc), its goroutines
+// and sessions (GET /metrics), and takes upstream, the feeder's count of
+// its open connections: a socket the bridge leaked would hold its
+// connection open. (Reading /proc/PID/net/tcp instead costs seconds of
+// kernel time at 9k sessions, where it lists some 40 000 sockets: it is
+// read once, at the end; see upstreamSockets.)
+func (p *bridgeProc) sample(upstream func() int) (procSample, error) {
 	var s procSample
 	st, err := p.procStatus()
 	if err != nil {
 		return s, err
 	}
 	s.rssKiB = st["VmRSS"]
-	inodes, err := p.socketInodes()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
 	if err != nil {
 		return s, err
 	}
-	s.fds = inodes.fds
-	if s.upstream, err = p.socketsTo(upstreamAddr, inodes.sockets); err != nil {
-		return s, err
-	}
+	s.fds = len(ents)
+	s.upstream = upstream()
 	m, err := p.metrics("go_goroutines", "cableway_bridge_sessions")
 	if err != nil {
 		return s, err
@@ -142,6 +145,16 @@ func (p *bridgeProc) sample(upstreamAddr string) (procSample, error) {
 		s.sessions = v
 	}
 	return s, nil
+}
+
+// upstreamSockets counts the TCP sockets among the bridge's descriptors
+// whose remote end is addr.
+func (p *bridgeProc) upstreamSockets(addr string) (int, error) {
+	inodes, err := p.socketInodes()
+	if err != nil {
+		return 0, err
+	}
+	return p.socketsTo(addr, inodes.sockets)
 }
 
 type fdSet struct {
@@ -343,7 +356,8 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 		return r, fmt.Errorf("warm-up: %d sessions could not be deleted", n)
 	}
 	c.close()
-	base, ok := settle(ctx, w.b, upAddr, 15*time.Second, func(s procSample) bool { return s.sessions == 0 && s.upstream == 0 })
+	upstream := w.f.openConns
+	base, ok := settle(ctx, w.b, upstream, 15*time.Second, func(s procSample) bool { return s.sessions == 0 && s.upstream == 0 })
 	if !ok {
 		return r, fmt.Errorf("warm-up: the bridge did not settle: %v", base)
 	}
@@ -414,7 +428,7 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 	defer line.Stop()
 	var prevHist []uint64
 	printLine := func() error {
-		s, err := w.b.sample(upAddr)
+		s, err := w.b.sample(upstream)
 		if err != nil {
 			return err
 		}
@@ -523,7 +537,14 @@ loop:
 	closeStart := time.Now()
 	r.endFailed = soakClose(ctx, sessions, o.conc)
 	c.close()
-	r.after, r.settled = settle(ctx, w.b, upAddr, o.settle, func(s procSample) bool { return atBaseline(base, s) })
+	r.after, r.settled = settle(ctx, w.b, upstream, o.settle, func(s procSample) bool { return atBaseline(base, s) })
+	// The bridge's own view of its upstream sockets, once.
+	if r.upstreamProc, err = w.b.upstreamSockets(upAddr); err != nil {
+		return r, err
+	}
+	if r.upstreamProc != 0 {
+		r.settled = false
+	}
 	r.settleTook = time.Since(closeStart)
 	r.bridgeLog = w.b.logSummary()
 	printSoak(stdout, o, r)
@@ -616,12 +637,12 @@ func soakClose(ctx context.Context, sessions []*session, conc int) int {
 
 // settle samples the bridge every 250 ms until done holds for two
 // samples in a row, or for at most within; it answers the last sample.
-func settle(ctx context.Context, b *bridgeProc, upAddr string, within time.Duration, done func(procSample) bool) (procSample, bool) {
+func settle(ctx context.Context, b *bridgeProc, upstream func() int, within time.Duration, done func(procSample) bool) (procSample, bool) {
 	deadline := time.Now().Add(within)
 	var last procSample
 	held := 0
 	for {
-		s, err := b.sample(upAddr)
+		s, err := b.sample(upstream)
 		if err == nil {
 			last = s
 			if done(s) {
@@ -654,7 +675,7 @@ func printSoak(w io.Writer, o options, r soakResult) {
 	if r.stalled {
 		fmt.Fprintf(w, "  stalled: no frame for %v before every session had the last broadcast\n", o.stall)
 	}
-	fmt.Fprintf(w, "after closing every session (%d DELETEs failed), %v later: %v\n", r.endFailed, r.settleTook.Round(time.Millisecond), r.after)
+	fmt.Fprintf(w, "after closing every session (%d DELETEs failed), %v later: %v (the feeder's count); the bridge's sockets to the feeder in /proc/PID/net/tcp: %d\n", r.endFailed, r.settleTook.Round(time.Millisecond), r.after, r.upstreamProc)
 	for i, l := range r.bridgeLog {
 		if i == 8 {
 			fmt.Fprintf(w, "bridge log: … %d more kinds\n", len(r.bridgeLog)-i)
