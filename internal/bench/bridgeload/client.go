@@ -641,16 +641,15 @@ func (s *session) ack(ctx context.Context) error {
 }
 
 // acker acknowledges every session's cursor once per interval while it
-// moves, as the Go client does, with a few workers; it returns at ctx's end
+// moves, as the Go client does, with workers at a time; it returns at ctx's end
 // with the number of failed acknowledgements.
-func acker(ctx context.Context, sessions []*session, interval time.Duration) (acks, failed uint64) {
+func acker(ctx context.Context, sessions []*session, interval time.Duration, workers int) (acks, failed uint64) {
 	if interval <= 0 {
 		<-ctx.Done()
 		return 0, 0
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	const workers = 4
 	for {
 		select {
 		case <-ctx.Done():

@@ -108,6 +108,7 @@ type options struct {
 	conc        int
 	perIP       int
 	ack         time.Duration
+	ackWorkers  int
 	bridgeBin   string
 	bridgeLog   string
 	coalesce    bool
@@ -148,6 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
+	fs.IntVar(&o.ackWorkers, "ack-workers", 4, "acknowledgements sent at a time (each round of -ack goes through every session)")
 	fs.StringVar(&o.bridgeBin, "bridge-bin", "", "a built cableway binary (default: go build ./server/cmd/cableway)")
 	fs.StringVar(&o.bridgeLog, "bridge-log", "", "append the bridge processes' logs (stderr) to this file")
 	fs.BoolVar(&o.coalesce, "coalesce", true, "the feeder writes a connection's pending frames in one write (up to 64 KiB); false: one write per frame, as Rails does")
@@ -191,8 +193,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, errors.New("-longpoll must be in 0…1")
 		case o.profileDir != "":
 			return o, errors.New("-soak cannot be used with -profile")
-		case o.stall <= 0 || o.conc < 1 || o.perIP < 1 || o.pad < 0 || o.pad > 1<<20:
-			return o, errors.New("-stall, -conc and -per-ip must be positive, -pad in 0…1 MiB")
+		case o.stall <= 0 || o.conc < 1 || o.perIP < 1 || o.ackWorkers < 1 || o.pad < 0 || o.pad > 1<<20:
+			return o, errors.New("-stall, -conc, -per-ip and -ack-workers must be positive, -pad in 0…1 MiB")
 		}
 		return o, nil
 	}
@@ -217,8 +219,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-pad must be in 0…1 MiB")
 	case o.queueSize < 0:
 		return o, errors.New("-profile-queue must not be negative")
-	case o.conc < 1 || o.perIP < 1:
-		return o, errors.New("-conc and -per-ip must be positive")
+	case o.conc < 1 || o.perIP < 1 || o.ackWorkers < 1:
+		return o, errors.New("-conc, -per-ip and -ack-workers must be positive")
 	}
 	return o, nil
 }
@@ -681,7 +683,7 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 	actx, stopAcks := context.WithCancel(ctx)
 	ackDone := make(chan struct{})
 	go func() {
-		r.acks, r.ackFailed = acker(actx, sessions, o.ack)
+		r.acks, r.ackFailed = acker(actx, sessions, o.ack, o.ackWorkers)
 		close(ackDone)
 	}()
 	var stopOnce sync.Once

@@ -393,7 +393,7 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 	actx, stopAcks := context.WithCancel(ctx)
 	ackDone := make(chan struct{})
 	go func() {
-		r.acks, r.ackFailed = acker(actx, sessions, o.ack)
+		r.acks, r.ackFailed = acker(actx, sessions, o.ack, o.ackWorkers)
 		close(ackDone)
 	}()
 	stopAcker := sync.OnceFunc(func() { stopAcks(); <-ackDone })
@@ -406,9 +406,9 @@ func soak(ctx context.Context, o options, stdout, stderr io.Writer) (soakResult,
 		}
 		return strings.Join(strings.Fields(string(b))[:3], " ")
 	}
-	fmt.Fprintf(stdout, "soak %s: %d sessions (%d SSE, %d long-poll) through cableway bridge%s for %v; a broadcast every %v to every session (%.0f frames/s); ack every %v; git=%s nproc=%d load=%s\n",
+	fmt.Fprintf(stdout, "soak %s: %d sessions (%d SSE, %d long-poll) through cableway bridge%s for %v; a broadcast every %v to every session (%.0f frames/s); ack every %v (%d at a time); git=%s nproc=%d load=%s\n",
 		start.Format(time.RFC3339), k, k-r.polling, r.polling, bridgeArgsDesc(o.bridgeArgs), o.soak, o.soakEvery,
-		float64(k)/o.soakEvery.Seconds(), o.ack, gitRevision(), runtime.NumCPU(), load())
+		float64(k)/o.soakEvery.Seconds(), o.ack, o.ackWorkers, gitRevision(), runtime.NumCPU(), load())
 	r.openTook = time.Since(openStart)
 	fmt.Fprintf(stdout, "baseline: %v\n", base)
 	fmt.Fprintf(stdout, "open: %d sessions in %v (-conc %d, one source address at a time), %d creates retried (network error or 5xx)\n", k, r.openTook.Round(time.Millisecond), o.conc, r.createRetries)

@@ -33,7 +33,7 @@ func TestSoak(t *testing.T) {
 	}
 	o := options{ks: []int{k}, soak: 20 * time.Second, soakEvery: 500 * time.Millisecond, interval: 5 * time.Second,
 		longpoll: 0.25, settle: time.Minute, stall: 30 * time.Second, pad: 64, conc: 16, perIP: 100,
-		ack: time.Second, bridgeBin: bin, coalesce: true}
+		ack: time.Second, ackWorkers: 4, bridgeBin: bin, coalesce: true}
 	var out, errs bytes.Buffer
 	r, err := soak(ctx, o, &out, &errs)
 	if err != nil {
