@@ -30,7 +30,9 @@ import (
 //     stream ended;
 //   - RSS flat: the bridge's VmRSS, sampled every second while the
 //     broadcast runs, the first third left out as warm-up: the mean of the
-//     last third is within ±10 % of the mean of the second third;
+//     last third is within ±10 % of the mean of the second third (or
+//     within 4 MiB: the Go heap's step from one GC cycle to the next, more
+//     than 10 % of a bridge with a few hundred sessions);
 //   - back to baseline: after every session is closed (its stream, then
 //     DELETE /sessions/{sid}) and the clients' keep-alive connections too,
 //     within -settle the bridge's goroutines (go_goroutines) and open
@@ -64,9 +66,20 @@ type soakResult struct {
 	createRetries    int64
 }
 
-// rssFlat applies the flatness rule to samples taken at a steady rate:
-// the first third is warm-up; the mean of the last third must be within
-// tol (0.10) of the mean of the second third. It needs 3 samples.
+// rssFloorKiB is the least growth the flatness rule counts: the Go
+// runtime's heap moves by a few MiB from one GC cycle to the next, which
+// is more than 10 % of a bridge holding a few hundred sessions.
+const rssFloorKiB = 4 << 10
+
+// rssWithin reports whether b is within tol of a, or within rssFloorKiB.
+func rssWithin(a, b, tol float64) bool {
+	return a > 0 && math.Abs(b-a) <= max(tol*a, rssFloorKiB)
+}
+
+// rssFlat applies the flatness rule to samples (KiB) taken at a steady
+// rate: the first third is warm-up; the mean of the last third must be
+// within tol (0.10) of the mean of the second third, or within 4 MiB. It
+// needs 3 samples.
 func rssFlat(samples []int64, tol float64) (a, b float64, ok bool) {
 	n := len(samples) / 3
 	if n == 0 {
@@ -80,7 +93,7 @@ func rssFlat(samples []int64, tol float64) (a, b float64, ok bool) {
 		return sum / float64(len(s))
 	}
 	a, b = mean(samples[n:2*n]), mean(samples[len(samples)-n:])
-	return a, b, a > 0 && math.Abs(b-a) <= tol*a
+	return a, b, rssWithin(a, b, tol)
 }
 
 // atBaseline reports whether the bridge is back to its baseline (see the
@@ -95,7 +108,7 @@ func (r soakResult) deliveryOK() bool {
 }
 
 func (r soakResult) rssOK() bool {
-	return r.rssN >= 3 && r.rssA > 0 && math.Abs(r.rssB-r.rssA) <= 0.10*r.rssA
+	return r.rssN >= 3 && rssWithin(r.rssA, r.rssB, 0.10)
 }
 
 func (r soakResult) ok() bool { return r.deliveryOK() && r.rssOK() && r.settled && r.endFailed == 0 }
@@ -688,7 +701,7 @@ func printSoak(w io.Writer, o options, r soakResult) {
 		fmt.Fprintf(w, "bridge log: %s\n", l)
 	}
 	fmt.Fprintf(w, "verdict: delivery complete (0 lost, 0 dup, no stream ended): %s\n", pass(r.deliveryOK()))
-	fmt.Fprintf(w, "verdict: RSS flat (mean of the last third within ±10 %% of the second third's, 1 sample/s, first third warm-up): %.1f → %.1f MiB (%+.1f %%, %d samples): %s\n",
+	fmt.Fprintf(w, "verdict: RSS flat (mean of the last third within ±10 %% (or 4 MiB) of the second third's, 1 sample/s, first third warm-up): %.1f → %.1f MiB (%+.1f %%, %d samples): %s\n",
 		r.rssA/1024, r.rssB/1024, 100*(r.rssB-r.rssA)/max(r.rssA, 1), r.rssN, pass(r.rssOK()))
 	fmt.Fprintf(w, "verdict: back to baseline within %v (goroutines ≤ %.0f, fds ≤ %d, 0 upstream sockets, 0 sessions): %s\n",
 		o.settle, r.base.goroutines, r.base.fds, pass(r.settled && r.endFailed == 0))

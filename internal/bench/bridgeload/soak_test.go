@@ -62,17 +62,19 @@ func TestRSSFlat(t *testing.T) {
 		samples []int64
 		ok      bool
 	}{
-		{[]int64{10, 50, 100, 100, 100, 105, 109, 109}, true},         // warm-up ignored; +9 %
-		{[]int64{100, 100, 100, 100, 100, 100, 111, 111, 111}, false}, // +11 %
-		{[]int64{100, 100, 100, 100, 100, 100, 89, 89, 89}, false},    // −11 %
-		{[]int64{100, 100}, false},                                    // too few
+		{[]int64{10e3, 50e3, 100e3, 100e3, 100e3, 105e3, 109e3, 109e3}, true},           // warm-up ignored; +9 %
+		{[]int64{100e3, 100e3, 100e3, 100e3, 100e3, 100e3, 111e3, 111e3, 111e3}, false}, // +11 %
+		{[]int64{100e3, 100e3, 100e3, 100e3, 100e3, 100e3, 89e3, 89e3, 89e3}, false},    // −11 %
+		{[]int64{30e3, 30e3, 30e3, 30e3, 30e3, 30e3, 33.5e3, 33.5e3, 33.5e3}, true},     // +12 %, but < 4 MiB
+		{[]int64{30e3, 30e3, 30e3, 30e3, 30e3, 30e3, 34.5e3, 34.5e3, 34.5e3}, false},    // +15 %, > 4 MiB
+		{[]int64{100, 100}, false}, // too few
 		{[]int64{0, 0, 0}, false},
 	} {
 		if a, b, ok := rssFlat(c.samples, 0.10); ok != c.ok {
 			t.Errorf("%v: %.1f → %.1f ok=%v, want %v", c.samples, a, b, ok, c.ok)
 		}
 	}
-	r := soakResult{rssA: 100, rssB: 111, rssN: 30}
+	r := soakResult{rssA: 100e3, rssB: 111e3, rssN: 30}
 	if r.rssOK() {
 		t.Error("+11 % passed")
 	}
