@@ -175,7 +175,7 @@ func TestAgainstBridge(t *testing.T) {
 	}
 	opts := func(paced time.Duration, args ...string) options {
 		return options{ks: []int{4}, blast: 3000, rate: 400, paced: paced, pad: 64, conc: 4,
-			perIP: 2, ack: 200 * time.Millisecond, bridgeBin: bin, bridgeArgs: args, stall: 20 * time.Second, coalesce: true}
+			perIP: 2, ack: 200 * time.Millisecond, ackWorkers: 4, bridgeBin: bin, bridgeArgs: args, stall: 20 * time.Second, coalesce: true}
 	}
 	run := func(o options) (kResult, string) {
 		t.Helper()

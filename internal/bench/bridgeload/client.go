@@ -37,6 +37,8 @@ type client struct {
 	https []*http.Client // by source address index
 
 	frames atomic.Uint64 // broadcast frames received, all sessions
+	// hist, when set (the soak), gets every broadcast's latency.
+	hist *latHist
 }
 
 // maxSources bounds the source addresses: 127.0.0.10 … 127.0.0.254.
@@ -59,7 +61,7 @@ func newClient(base string, t0 time.Time, perIP, k int) (*client, error) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcAddr(i)}, Timeout: 10 * time.Second}
 		c.https = append(c.https, &http.Client{Transport: &http.Transport{
 			DialContext:         d.DialContext,
-			MaxIdleConnsPerHost: 64,
+			MaxIdleConnsPerHost: max(64, perIP), // long-poll sessions hold one each
 			DisableCompression:  true,
 			ForceAttemptHTTP2:   false,
 		}})
@@ -80,6 +82,7 @@ type session struct {
 	src   int // source address index
 	sid   string
 	token string
+	poll  bool // the soak's long-poll sessions: read by polling, not SSE
 
 	confirmed chan struct{}
 	quit      chan struct{} // closed by close
@@ -97,6 +100,7 @@ type session struct {
 	from, to uint64 // this phase's broadcasts: from … to
 	got      uint64 // distinct broadcasts of this phase received
 	dup      uint64 // frames at or below last: duplicated (or out of order)
+	gaps     uint64 // soak: broadcasts skipped so far (seen a later one)
 	record   bool   // record latencies
 	lat      []int64
 	lastRecv int64  // ns since t0, last broadcast frame received
@@ -112,6 +116,14 @@ type session struct {
 func (c *client) newSession(idx int) *session {
 	return &session{c: c, idx: idx, src: idx / c.perIP, confirmed: make(chan struct{}), quit: make(chan struct{})}
 }
+
+// statusError is an answer with an unexpected HTTP status.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 // create is POST /sessions.
 func (s *session) create(ctx context.Context) error {
@@ -129,7 +141,7 @@ func (s *session) create(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST /sessions from %v: HTTP %d %s", srcAddr(s.src), resp.StatusCode, bytes.TrimSpace(body))
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("POST /sessions from %v: HTTP %d %s", srcAddr(s.src), resp.StatusCode, bytes.TrimSpace(body))}
 	}
 	var created struct{ SID, Token string }
 	if err := json.Unmarshal(body, &created); err != nil || created.SID == "" || created.Token == "" {
@@ -458,43 +470,49 @@ func (s *session) line(l []byte) error {
 	case bytes.Equal(l, []byte("event: "+bridgewire.SessionEvent)):
 		s.openNext = true
 	case bytes.HasPrefix(l, []byte("data: ")):
-		d := l[len("data: "):]
-		if s.openNext {
-			c, err := bridgewire.ParseSession(d)
-			if err != nil {
-				return err
-			}
-			// Set before the confirmation is noticed, which is what the
-			// opener waits for.
-			s.sid, s.token = c.SID, c.Token
-			s.epoch.Store(uint64(c.Epoch))
-			return nil
+		return s.data(l[len("data: "):])
+	}
+	return nil
+}
+
+// data handles one event's data (an SSE data line, or one frame of a
+// long-poll answer): broadcasts are checked, the confirmation is noted.
+func (s *session) data(d []byte) error {
+	if s.openNext {
+		c, err := bridgewire.ParseSession(d)
+		if err != nil {
+			return err
 		}
-		if s.resetNext {
-			s.mu.Lock()
-			s.dead = "reset " + string(d)
-			s.mu.Unlock()
-			return errStop
+		// Set before the confirmation is noticed, which is what the
+		// opener waits for.
+		s.sid, s.token = c.SID, c.Token
+		s.epoch.Store(uint64(c.Epoch))
+		return nil
+	}
+	if s.resetNext {
+		s.mu.Lock()
+		s.dead = "reset " + string(d)
+		s.mu.Unlock()
+		return errStop
+	}
+	if i := bytes.Index(d, seqKey); i >= 0 {
+		seq, n := parseUint(skipSpace(d[i+len(seqKey):]))
+		j := bytes.Index(d, tsKey)
+		if n == 0 || j < 0 {
+			return fmt.Errorf("bad broadcast frame %q", d)
 		}
-		if i := bytes.Index(d, seqKey); i >= 0 {
-			seq, n := parseUint(skipSpace(d[i+len(seqKey):]))
-			j := bytes.Index(d, tsKey)
-			if n == 0 || j < 0 {
-				return fmt.Errorf("bad broadcast frame %q", d)
-			}
-			ts, m := parseUint(skipSpace(d[j+len(tsKey):]))
-			if m == 0 {
-				return fmt.Errorf("bad broadcast frame %q", d)
-			}
-			s.broadcast(seq, int64(ts))
-			return nil
+		ts, m := parseUint(skipSpace(d[j+len(tsKey):]))
+		if m == 0 {
+			return fmt.Errorf("bad broadcast frame %q", d)
 		}
-		if bytes.Contains(d, confirmKey) {
-			select {
-			case <-s.confirmed:
-			default:
-				close(s.confirmed)
-			}
+		s.broadcast(seq, int64(ts))
+		return nil
+	}
+	if bytes.Contains(d, confirmKey) {
+		select {
+		case <-s.confirmed:
+		default:
+			close(s.confirmed)
 		}
 	}
 	return nil
@@ -520,6 +538,9 @@ func (s *session) broadcast(seq uint64, ts int64) {
 	if seq <= s.last {
 		s.dup++
 	} else {
+		if first := max(s.last+1, s.from); seq > first && s.to == soakOpen {
+			s.gaps += seq - first // the soak's running count of frames skipped
+		}
 		s.last = seq
 		if s.from <= seq && seq <= s.to {
 			s.got++
@@ -529,6 +550,9 @@ func (s *session) broadcast(seq uint64, ts int64) {
 		}
 	}
 	s.lastRecv = now
+	if h := s.c.hist; h != nil && s.from <= seq {
+		h.add(now - ts)
+	}
 	if s.doneAt == 0 && s.last >= s.to {
 		s.doneAt = now
 	}
@@ -539,11 +563,33 @@ func (s *session) broadcast(seq uint64, ts int64) {
 // startPhase expects broadcasts from … to.
 func (s *session) startPhase(from, to uint64, record bool) {
 	s.mu.Lock()
-	s.from, s.to, s.got, s.dup, s.record, s.lat, s.doneAt, s.reconnects = from, to, 0, 0, record, nil, 0, 0
+	s.from, s.to, s.got, s.dup, s.gaps, s.record, s.lat, s.doneAt, s.reconnects = from, to, 0, 0, 0, record, nil, 0, 0
 	if s.last >= to {
 		s.doneAt = int64(time.Since(s.c.t0))
 	}
 	s.mu.Unlock()
+}
+
+// soakOpen is the end of a soak's phase while it runs: broadcasts go on.
+const soakOpen = ^uint64(0)
+
+// endPhase sets the phase's last broadcast, once it is known (the soak's).
+func (s *session) endPhase(to uint64) {
+	s.mu.Lock()
+	s.to = to
+	if s.doneAt == 0 && s.last >= to {
+		s.doneAt = int64(time.Since(s.c.t0))
+	}
+	s.mu.Unlock()
+}
+
+// running is the session's count so far in a phase that goes on: frames
+// received, duplicated and skipped (a later one came first), and why its
+// stream ended ("" while it runs).
+func (s *session) running() (got, dup, gaps uint64, dead string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got, s.dup, s.gaps, s.dead
 }
 
 // phaseResult is one session's figures for a phase.
@@ -595,16 +641,15 @@ func (s *session) ack(ctx context.Context) error {
 }
 
 // acker acknowledges every session's cursor once per interval while it
-// moves, as the Go client does, with a few workers; it returns at ctx's end
+// moves, as the Go client does, with workers at a time; it returns at ctx's end
 // with the number of failed acknowledgements.
-func acker(ctx context.Context, sessions []*session, interval time.Duration) (acks, failed uint64) {
+func acker(ctx context.Context, sessions []*session, interval time.Duration, workers int) (acks, failed uint64) {
 	if interval <= 0 {
 		<-ctx.Done()
 		return 0, 0
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	const workers = 4
 	for {
 		select {
 		case <-ctx.Done():
@@ -624,7 +669,7 @@ func acker(ctx context.Context, sessions []*session, interval time.Duration) (ac
 						return
 					}
 					s := sessions[i]
-					if s.closing.Load() || s.cursor.Load() <= s.ackedTo {
+					if s.poll || s.closing.Load() || s.cursor.Load() <= s.ackedTo {
 						continue
 					}
 					if err := s.ack(ctx); err != nil {

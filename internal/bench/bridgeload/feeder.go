@@ -382,6 +382,13 @@ func (c *feedConn) command(data []byte) {
 	c.wakeUp()
 }
 
+// openConns counts the feeder's open connections.
+func (f *feeder) openConns() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.conns)
+}
+
 // subscribers counts the connections subscribed to the bench channel.
 func (f *feeder) subscribers() int {
 	f.mu.Lock()

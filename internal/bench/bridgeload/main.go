@@ -55,6 +55,16 @@
 // loopback, every process started is stopped, and the whole run is
 // bounded (about 2 to 3 minutes with the defaults).
 //
+// -soak D instead holds the one -k K sessions open through one bridge for
+// D under a steady broadcast (one every -soak-every to every session; a
+// -longpoll share of them long-polling, the rest on SSE), prints a line
+// every -interval (RSS, goroutines, descriptors, upstream sockets, frames
+// delivered, lost, duplicated, p99 latency) and, once every session is
+// closed, checks the bridge is back at its baseline; its verdict and the
+// exit status (1 on any failed check) are described in soak.go:
+//
+//	go run ./internal/bench/bridgeload -soak 10m -k 1000 -longpoll 0.2
+//
 // -profile DIR runs the bridge instead as this program in its internal
 // -serve-bridge mode (the same server/bridge at its defaults, plus a CPU
 // profile control) and writes a CPU profile of the paced and of the blast
@@ -98,6 +108,7 @@ type options struct {
 	conc        int
 	perIP       int
 	ack         time.Duration
+	ackWorkers  int
 	bridgeBin   string
 	bridgeLog   string
 	coalesce    bool
@@ -109,6 +120,13 @@ type options struct {
 	serveBridge bool
 	listen      string
 	upstream    string
+
+	// The soak (soak.go).
+	soak      time.Duration // 0: no soak
+	soakEvery time.Duration
+	interval  time.Duration
+	longpoll  float64
+	settle    time.Duration
 }
 
 func main() {
@@ -131,6 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conc, "conc", 64, "sessions opened concurrently")
 	fs.IntVar(&o.perIP, "per-ip", 100, "sessions per client source address (the bridge's --max-sessions-per-ip)")
 	fs.DurationVar(&o.ack, "ack", time.Second, "SSE clients acknowledge their cursor this often while it moves (0: never)")
+	fs.IntVar(&o.ackWorkers, "ack-workers", 4, "acknowledgements sent at a time (each round of -ack goes through every session)")
 	fs.StringVar(&o.bridgeBin, "bridge-bin", "", "a built cableway binary (default: go build ./server/cmd/cableway)")
 	fs.StringVar(&o.bridgeLog, "bridge-log", "", "append the bridge processes' logs (stderr) to this file")
 	fs.BoolVar(&o.coalesce, "coalesce", true, "the feeder writes a connection's pending frames in one write (up to 64 KiB); false: one write per frame, as Rails does")
@@ -142,6 +161,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.serveBridge, "serve-bridge", false, "internal: serve server/bridge at its defaults with a CPU profile control (for -profile)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "internal, with -serve-bridge")
 	fs.StringVar(&o.upstream, "upstream", "", "internal, with -serve-bridge")
+	fs.DurationVar(&o.soak, "soak", 0, "soak for this long instead: one bridge, the one -k sessions held open under a steady broadcast (see -soak-every), a line every -interval, then every session closed and the bridge checked back at its baseline; exit 1 on any failed check")
+	fs.DurationVar(&o.soakEvery, "soak-every", time.Second, "soak: one broadcast to every session this often")
+	fs.DurationVar(&o.interval, "interval", 30*time.Second, "soak: print a line this often")
+	fs.Float64Var(&o.longpoll, "longpoll", 0, "soak: the share of sessions that long-poll instead of reading SSE (0…1)")
+	fs.DurationVar(&o.settle, "settle", time.Minute, "soak: how long the bridge may take to go back to its baseline once every session is closed")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -159,6 +183,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.ks = append(o.ks, k)
 	}
 	o.bridgeArgs = strings.Fields(*bargs)
+	if o.soak != 0 {
+		switch {
+		case o.soak < 0 || o.soakEvery <= 0 || o.interval <= 0 || o.settle <= 0:
+			return o, errors.New("-soak, -soak-every, -interval and -settle must be positive")
+		case len(o.ks) != 1:
+			return o, fmt.Errorf("-soak takes one session count (-k), not %d", len(o.ks))
+		case !(o.longpoll >= 0 && o.longpoll <= 1):
+			return o, errors.New("-longpoll must be in 0…1")
+		case o.profileDir != "":
+			return o, errors.New("-soak cannot be used with -profile")
+		case o.stall <= 0 || o.conc < 1 || o.perIP < 1 || o.ackWorkers < 1 || o.pad < 0 || o.pad > 1<<20:
+			return o, errors.New("-stall, -conc, -per-ip and -ack-workers must be positive, -pad in 0…1 MiB")
+		}
+		return o, nil
+	}
 	if o.kMode != modeTwoStep && o.kMode != modeOneRequest {
 		return o, fmt.Errorf("-k-open-mode: %q is neither %q nor %q", o.kMode, modeTwoStep, modeOneRequest)
 	}
@@ -180,8 +219,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-pad must be in 0…1 MiB")
 	case o.queueSize < 0:
 		return o, errors.New("-profile-queue must not be negative")
-	case o.conc < 1 || o.perIP < 1:
-		return o, errors.New("-conc and -per-ip must be positive")
+	case o.conc < 1 || o.perIP < 1 || o.ackWorkers < 1:
+		return o, errors.New("-conc, -per-ip and -ack-workers must be positive")
 	}
 	return o, nil
 }
@@ -204,6 +243,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if o.soak > 0 {
+		if err := raiseNoFile(o.ks[0]); err != nil {
+			fmt.Fprintln(stderr, "bridgeload:", err)
+			return 1
+		}
+		r, err := soak(ctx, o, stdout, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "bridgeload:", err)
+			return 1
+		}
+		if !r.ok() {
+			return 1
+		}
+		return 0
+	}
 	lossy, err := bench(ctx, o, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bridgeload:", err)
@@ -217,12 +271,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // raiseNoFile lifts the soft file limit to the hard one and checks that
-// the descriptors of k sessions fit (two per session, plus some).
+// the descriptors of k sessions fit (two per session, plus some, in each
+// process: the bridge inherits the limit). A hard limit below four per
+// session (room for the clients' keep-alive and long-poll connections) is
+// raised when the process may (root: CAP_SYS_RESOURCE, up to fs.nr_open).
 func raiseNoFile(k int) error {
 	need := uint64(2*k + 512)
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return err
+	}
+	var raiseErr error
+	if want := uint64(4*k + 1024); r.Max < want {
+		up := syscall.Rlimit{Cur: want, Max: want}
+		if raiseErr = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); raiseErr == nil {
+			r = up
+		}
 	}
 	if r.Cur < r.Max {
 		r.Cur = r.Max
@@ -231,7 +295,11 @@ func raiseNoFile(k int) error {
 		}
 	}
 	if r.Cur < need {
-		return fmt.Errorf("RLIMIT_NOFILE is %d; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, k, need)
+		why := ""
+		if raiseErr != nil {
+			why = fmt.Sprintf(" (raising the hard limit: %v; it needs CAP_SYS_RESOURCE)", raiseErr)
+		}
+		return fmt.Errorf("RLIMIT_NOFILE is %d%s; %d sessions need about %d descriptors here and in the bridge (ulimit -Hn)", r.Cur, why, k, need)
 	}
 	return nil
 }
@@ -615,7 +683,7 @@ func measureK(ctx context.Context, o options, argv0 []string, t0 time.Time, k in
 	actx, stopAcks := context.WithCancel(ctx)
 	ackDone := make(chan struct{})
 	go func() {
-		r.acks, r.ackFailed = acker(actx, sessions, o.ack)
+		r.acks, r.ackFailed = acker(actx, sessions, o.ack, o.ackWorkers)
 		close(ackDone)
 	}()
 	var stopOnce sync.Once
