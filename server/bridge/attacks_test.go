@@ -875,9 +875,12 @@ func TestAttackMaliciousUpstream(t *testing.T) {
 		s, up := e.create(t, ctx)
 		// 32 MiB announced: the bridge must stop reading long before.
 		err := up.WriteText(ctx, append(append([]byte(`{"identifier":"{\"channel\":\"X\"}","message":"`), bytes.Repeat([]byte("x"), 32<<20)...), `"}`...))
-		if err == nil {
-			t.Error("the upstream wrote a 32 MiB frame whole: the bridge read it all")
-		}
+		// Whether this write fails depends on timing: after refusing the
+		// frame the bridge's WebSocket library reads on, discarding, until
+		// the peer's close frame or its close timeout. What the bridge
+		// promises is below: the frame never reaches a client, and the
+		// client is told the upstream was lost.
+		t.Logf("the upstream's 32 MiB write: %v", err)
 		var after uint64
 		for {
 			p := pollOnce(t, ctx, e, s, after)
