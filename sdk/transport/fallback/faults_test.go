@@ -284,7 +284,17 @@ func TestFaultCutsBetweenConsumerAndBridge(t *testing.T) {
 					s.down.Resume()
 					continue
 				}
-				cuts += s.down.Cut()
+				// A long-poll client may have no connection open at
+				// the instant of a cut: cut again once more came.
+				for n := s.down.Cut(); n == 0; n = s.down.Cut() {
+					tp.mu.Lock()
+					seen := tp.max
+					tp.mu.Unlock()
+					if err := tp.wait(ctx, "messages to flow", func(tp *tape) bool { return tp.max >= seen+5 }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cuts++
 			}
 			close(stop)
 			if err := <-streamed; err != nil {
@@ -295,10 +305,7 @@ func TestFaultCutsBetweenConsumerAndBridge(t *testing.T) {
 				t.Fatalf("%v; %+v", err, tp.tally())
 			}
 			r := tp.tally()
-			t.Logf("%s: %d messages, %d connections reset in 4 cuts, 1 stall; %+v", name, src.next, cuts, r)
-			if cuts < 4 {
-				t.Errorf("only %d connections were cut", cuts)
-			}
+			t.Logf("%s: %d messages, %d cuts that reset a connection, 1 stall; %+v", name, src.next, cuts, r)
 			if r.received != src.next || r.lost != 0 || r.disconnects != 0 || len(r.skipped) != 0 || len(r.repeated) != 0 {
 				t.Errorf("received %d of %d: lost %d, skipped %v, repeated %v, disconnects %d; want each once and no disconnect",
 					r.received, src.next, r.lost, r.skipped, r.repeated, r.disconnects)
