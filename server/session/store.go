@@ -62,6 +62,9 @@ type Meta struct {
 	Upstream string              // the URL the upstream was dialled with
 	Header   map[string][]string // the upstream handshake's headers (credentials)
 	Acked    uint64              // the highest client command sequence applied
+	// State is what the session's kind keeps besides, opaque to the
+	// store (the compat API's subscriptions, say); SetState replaces it.
+	State []byte
 }
 
 // Shared is a Store that several bridge processes share (see
@@ -83,6 +86,8 @@ type Shared interface {
 	Meta(ctx context.Context, id string) (Meta, error)
 	// SetAcked records the highest command sequence applied to a session.
 	SetAcked(ctx context.Context, id string, acked uint64) error
+	// SetState replaces a session's State.
+	SetState(ctx context.Context, id string, state []byte) error
 	// Forward sends req to the process node and returns its answer (see
 	// Serve). ErrNoOwner: no such process listens.
 	Forward(ctx context.Context, node string, req []byte) ([]byte, error)

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -76,6 +77,39 @@ func TestTakeoverContinuesTheLog(t *testing.T) {
 
 // TestForward: a request reaches the named process and its answer comes
 // back; a process nobody runs is ErrNoOwner at once.
+// TestMeta: what Create records is what another process reads, and
+// SetAcked and SetState replace their parts only.
+func TestMeta(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := newStore(t, srv, "a", defaults), newStore(t, srv, "b", defaults)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	want := session.Meta{Token: "tok", Epoch: 3, IP: "10.0.0.1", Upstream: "ws://rails/cable",
+		Header: map[string][]string{"Cookie": {"a=b"}}, Acked: 4, State: []byte(`{"x":1}`)}
+	w, err := a.Create(ctx, "m1", want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := a.SetAcked(ctx, "m1", 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetState(ctx, "m1", []byte(`{"x":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Meta(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Acked, want.State = 9, []byte(`{"x":2}`)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Meta = %+v, want %+v", got, want)
+	}
+	if _, err := b.Meta(ctx, "none"); !errors.Is(err, session.ErrUnknownSession) {
+		t.Fatalf("Meta of no session = %v", err)
+	}
+}
+
 func TestForward(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := newStore(t, srv, "a", defaults), newStore(t, srv, "b", defaults)

@@ -461,7 +461,7 @@ func (s *Store) Create(ctx context.Context, id string, m session.Meta) (session.
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, h.keys...)
 		p.HSet(ctx, h.keys[0], "n", 1, "f", 1, "dl", 0, "ak", 0, "b", 0, "pb", 0, "tr", 0, "pn", 0,
-			"tok", m.Token, "ep", m.Epoch, "ip", m.IP, "up", m.Upstream, "hdr", hdr, "cs", m.Acked,
+			"tok", m.Token, "ep", m.Epoch, "ip", m.IP, "up", m.Upstream, "hdr", hdr, "cs", m.Acked, "st", m.State,
 			"seen", time.Now().UnixMilli())
 		p.PExpire(ctx, h.keys[0], s.cfg.ttl)
 		p.Set(ctx, h.keys[2], s.cfg.node, s.cfg.lease)
@@ -498,7 +498,7 @@ func (s *Store) Open(ctx context.Context, id string) (session.SharedFrames, sess
 // is no such session).
 func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
 	keys, _ := s.keys(id)
-	vals, err := s.rdb.HMGet(ctx, keys[0], "tok", "ep", "ip", "up", "hdr", "cs").Result()
+	vals, err := s.rdb.HMGet(ctx, keys[0], "tok", "ep", "ip", "up", "hdr", "cs", "st").Result()
 	if err != nil {
 		return session.Meta{}, fmt.Errorf("redisstore: %w", err)
 	}
@@ -510,6 +510,9 @@ func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
 	ep, _ := strconv.ParseUint(str(vals[1]), 10, 32)
 	m.Acked, _ = strconv.ParseUint(str(vals[5]), 10, 64)
 	m.Epoch = uint32(ep)
+	if st := str(vals[6]); st != "" {
+		m.State = []byte(st)
+	}
 	if hdr := str(vals[4]); hdr != "" && hdr != "null" {
 		if err := json.Unmarshal([]byte(hdr), &m.Header); err != nil {
 			return session.Meta{}, fmt.Errorf("redisstore: session %s: bad header record: %w", id, err)
@@ -524,6 +527,15 @@ func str(v any) string { s, _ := v.(string); return s }
 func (s *Store) SetAcked(ctx context.Context, id string, acked uint64) error {
 	keys, _ := s.keys(id)
 	if err := s.rdb.HSet(ctx, keys[0], "cs", acked).Err(); err != nil {
+		return fmt.Errorf("redisstore: %w", err)
+	}
+	return nil
+}
+
+// SetState replaces session id's State.
+func (s *Store) SetState(ctx context.Context, id string, state []byte) error {
+	keys, _ := s.keys(id)
+	if err := s.rdb.HSet(ctx, keys[0], "st", state).Err(); err != nil {
 		return fmt.Errorf("redisstore: %w", err)
 	}
 	return nil
