@@ -86,6 +86,7 @@ async function wasmURL() {
 // with an error that names the file and what to do.
 async function compile() {
   const url = await wasmURL()
+  await handshakesDone() // the fetch too: reading 5 MB, even from the HTTP cache, slows the page's thread
   let bytes
   if (url.protocol === 'file:' && isNode) {
     const { readFile } = await import('node:fs/promises')
@@ -185,6 +186,8 @@ async function start() {
   }
   // Go's runtime loads while the module compiles, not before.
   const [compiled] = await Promise.all([module, goRuntime()])
+  await handshakesDone()
+  await startHold
   const go = new globalThis.Go()
   let hasExited = false
   const instance = await WebAssembly.instantiate(compiled, quietAfterExit(go.importObject, () => hasExited))
@@ -260,9 +263,59 @@ const nextTask = (() => {
 
 const report = globalThis.reportError ?? ((err) => setTimeout(() => { throw err }))
 
+const CLOSING = 2 // WebSocket.CLOSING
+
+// The instance's start waits for the handshakes of early sockets: V8
+// compiles (or, on a return visit, deserialises its cached code for) the
+// module partly on the page's thread, and instantiating it and starting Go
+// run there too: a hundred milliseconds or more in which an early socket's
+// welcome and confirmation would wait. An early socket is in its handshake
+// (in `handshaking`) from preopen until a frame arrives, and again from
+// each command sent on it directly until the next frame, until Go adopts it
+// or it closes. handshakesDone resolves once none is, a task after the
+// page's code that made them has run, and in HANDSHAKE_WAIT_MS at most.
+const HANDSHAKE_WAIT_MS = 1000
+const handshaking = new Set()
+let handshakeWaiters = []
+
+function handshakesDone() {
+  return new Promise((resolve) => {
+    nextTask(() => {
+      if (handshaking.size === 0) return resolve()
+      const timer = setTimeout(done, HANDSHAKE_WAIT_MS)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      handshakeWaiters.push(done)
+    })
+  })
+}
+
+// handshakeStep marks pre as in its handshake (waiting) or not; the
+// waiters are released a task later, if none is by then (a frame's
+// handler may send the next command).
+function handshakeStep(pre, waiting) {
+  if (waiting) return handshaking.add(pre)
+  if (!handshaking.delete(pre) || handshaking.size > 0) return
+  nextTask(() => {
+    if (handshaking.size > 0) return
+    const waiters = handshakeWaiters
+    handshakeWaiters = []
+    for (const f of waiters) f()
+  })
+}
+
+/** Marks the early socket of owner as waiting for an answer to a command it sent directly. */
+export function sentEarly(owner) {
+  const pre = early.get(owner)
+  if (pre) handshakeStep(pre, true)
+}
+
 // Sockets opened before the instance runs (preopen), by the id of their
 // CableSocket, until the wire adopts them or they are dropped: {ws, url,
-// protocols, events}, events being what the socket did so far.
+// protocols, events, socket, limit, direct, held}, events being what Go
+// must be shown of the socket when it adopts it.
 const early = new Map()
 
 /**
@@ -271,8 +324,17 @@ const early = new Map()
  * when Go opens the socket with the same url and protocols (Wire.open).
  * The caller drops it (dropEarly) if Go opens something else, or when the
  * CableSocket closes or fails before. Returns whether it opened one.
+ *
+ * Until Go adopts it, the socket need not wait for the instance: once it
+ * opens, socket._earlyOpen(ws) may take it (on a wire JS reads as it
+ * comes); from then on its text frames of at most limit bytes go straight
+ * to socket._frame and its close to socket._earlyClosed, as the wire
+ * would route them. The first frame that might exceed limit, or a binary
+ * one, is held for Go with everything after it, in order (Go applies its
+ * read limit to them). Go is shown the open (to finish its dial) and the
+ * held events only.
  */
-export function preopen(owner, url, protocols) {
+export function preopen(owner, url, protocols, socket, limit = 0) {
   if (current?.runtime && !current.runtime.dead) return false
   let ws
   try {
@@ -281,10 +343,28 @@ export function preopen(owner, url, protocols) {
     return false // Go's dial says why
   }
   ws.binaryType = 'arraybuffer'
-  const pre = { ws, url, protocols, events: [] }
-  ws.onopen = ws.onmessage = ws.onclose = (e) => pre.events.push([e.type, e])
+  const pre = { ws, url, protocols, events: [], socket, limit, direct: false, held: false }
+  ws.onopen = (e) => {
+    pre.events.push(['open', e])
+    pre.direct = !!socket?._earlyOpen(ws)
+  }
+  ws.onmessage = (e) => {
+    handshakeStep(pre, false)
+    if (pre.direct && !pre.held && typeof e.data === 'string' && e.data.length * 3 <= pre.limit) return socket._frame(e.data)
+    pre.held = true
+    pre.events.push(['message', e])
+  }
+  ws.onclose = (e) => {
+    handshakeStep(pre, false)
+    if (pre.direct && (!pre.held || socket.readyState === CLOSING)) {
+      early.delete(owner)
+      return socket._earlyClosed(e)
+    }
+    pre.events.push(['close', e])
+  }
   ws.onerror = () => {}
   early.set(owner, pre)
+  handshakeStep(pre, true)
   return true
 }
 
@@ -297,6 +377,7 @@ export function dropEarly(owner) {
 }
 
 function closeEarly(pre) {
+  handshakeStep(pre, false)
   pre.ws.onopen = pre.ws.onmessage = pre.ws.onclose = null
   try {
     pre.ws.close()
@@ -402,6 +483,17 @@ export class Runtime {
   }
 }
 
+let startHold // a promise the next instance's start waits on (holdStart)
+
+/**
+ * Makes the next instance's start wait, before instantiating, until p
+ * settles: what a page sees while the module still loads. A test hook:
+ * the package root does not export it.
+ */
+export function holdStart(p) {
+  startHold = p
+}
+
 /**
  * Ends the running instance as a Go panic would. A test hook: the package
  * root does not export it (tests import it from this file).
@@ -455,6 +547,7 @@ class Wire {
       let ws
       if (pre) {
         early.delete(owner)
+        handshakeStep(pre, false)
         if (pre.url === url && sameList(pre.protocols, protocols)) ws = pre.ws
         else closeEarly(pre)
       }

@@ -1,7 +1,7 @@
 // CableSocket: a WebSocket-compatible class backed by the Go sdk, for
 // @rails/actioncable's adapters.WebSocket. The JS client always sees
 // actioncable-v1-json; the wire may speak MessagePack.
-import { dropEarly, load, newId, preopen } from './loader.js'
+import { dropEarly, load, newId, preopen, sentEarly } from './loader.js'
 
 const JSON_PROTOCOL = 'actioncable-v1-json'
 const MSGPACK_PROTOCOL = 'actioncable-v1-msgpack'
@@ -109,9 +109,13 @@ export class CableSocket extends Emitter {
     }
     // On one WebSocket, the handshake need not wait for the instance: the
     // socket Go will ask for opens now (see preopen in loader.js).
+    // Once it is open, the socket is open: see _earlyOpen.
     const o = this._options
+    this._queued = null // commands for Go, sent once Go has the socket (see send)
+    this._goOpen = false // Go has reported the socket open
     if (!o.bridge && (o.transports ?? [o.transport ?? 'websocket']).join() === 'websocket') {
-      preopen(this._id, this.url, wireOffer(this._protocols, o.msgpack === true))
+      const limit = Math.min(EARLY_FRAME_BYTES, o.maxFrameBytes > 0 ? o.maxFrameBytes : Infinity)
+      preopen(this._id, this.url, wireOffer(this._protocols, o.msgpack === true), this, limit)
     }
     load().then(
       (rt) => this._start(rt),
@@ -120,6 +124,8 @@ export class CableSocket extends Emitter {
   }
 
   _start(rt) {
+    if (this.readyState === CLOSED) return dropEarly(this._id) // an early socket that closed before Go had it
+    if (this._ws && this._close) return // an early socket closing: its close event closes this (_earlyClosed)
     if (this._close) return this._closed(1006, 'cableway: closed before the connection opened', false) // closed while loading
     this._rt = rt
     rt.targets.set(this._id, this)
@@ -141,6 +147,29 @@ export class CableSocket extends Emitter {
     const message = String(err?.message ?? err)
     this._emit('error', { type: 'error', error: err, message })
     this._closed(1006, message, false)
+  }
+
+  // _earlyOpen is called by the loader (preopen) when the socket's early
+  // WebSocket opened before the instance runs. On a wire JS reads as it
+  // comes (not MessagePack) the socket opens now, as Go would show it: its
+  // frames come to _frame, plain commands go on ws (see send), and Go,
+  // once it runs, adopts ws without another open event. Returns whether
+  // it took the socket.
+  _earlyOpen(ws) {
+    const p = ws.protocol ?? ''
+    if (this.readyState !== CONNECTING || p === MSGPACK_PROTOCOL) return false
+    this._ws = ws
+    this.transport = 'websocket'
+    this.protocol = p === '' ? JSON_PROTOCOL : p // as Go shows it (a JSON wire; any other as it is)
+    this.readyState = OPEN
+    this._emit('open', { type: 'open' })
+    return true
+  }
+
+  // _earlyClosed: the early WebSocket this socket took (_earlyOpen) closed
+  // before Go adopted it.
+  _earlyClosed(e) {
+    this._closed(e.code, e.reason ?? '', !!e.wasClean)
   }
 
   // _direct is called by the loader's wire (js/loader.js) when the socket
@@ -174,7 +203,13 @@ export class CableSocket extends Emitter {
         break
       }
       case 'o':
-        if (this.readyState !== CONNECTING) break // close() was called: Go closes it
+        this._goOpen = true
+        if (this._queued) {
+          const queued = this._queued
+          this._queued = null
+          for (const data of queued) this._sendGo(data, true)
+        }
+        if (this.readyState !== CONNECTING) break // opened early (_earlyOpen), or close() was called: Go closes it
         this.readyState = OPEN
         this.protocol = payload
         this._emit('open', { type: 'open' })
@@ -213,14 +248,30 @@ export class CableSocket extends Emitter {
   send(data) {
     if (this.readyState === CONNECTING) throw new DOMException('cableway: socket is still connecting', 'InvalidStateError')
     if (this.readyState !== OPEN) return // as browsers do: dropped
-    if (this._ws && plainCommand(data)) return this._ws.send(data)
+    if (this._ws && !this._queued && plainCommand(data)) {
+      if (!this._rt) sentEarly(this._id)
+      return this._ws.send(data)
+    }
+    if (!this._goOpen) { // opened early: Go takes commands once it has the socket
+      ;(this._queued ??= []).push(String(data))
+      return
+    }
+    this._sendGo(data, false)
+  }
+
+  // _sendGo sends data through Go, which normalises it or says why it
+  // refuses it: by throwing, or with an error event for a command queued
+  // before Go had the socket.
+  _sendGo(data, queued) {
     let err
     try {
       err = this._rt.call('socketSend', this._id, String(data))
     } catch (e) {
       return this._died(e)
     }
-    if (err) throw new SyntaxError(err)
+    if (!err) return
+    if (queued) this._emit('error', { type: 'error', message: err, error: new SyntaxError(err) })
+    else throw new SyntaxError(err)
   }
 
   /**
@@ -233,14 +284,32 @@ export class CableSocket extends Emitter {
       throw new DOMException(`cableway: invalid close code ${code}`, 'InvalidAccessError')
     }
     if (this.readyState === CLOSING || this.readyState === CLOSED) return
+    const early = this._ws && !this._rt // opened early, Go not running yet
     this.readyState = CLOSING
     this._close = [code, String(reason)]
+    if (early) return closeWebSocket(this._ws, code, String(reason)) // its close event closes this (_earlyClosed)
     if (!this._rt) return dropEarly(this._id) // still loading: _start reports the close
     try {
       this._rt.call('socketClose', this._id, code ?? null, String(reason))
     } catch (err) {
       this._died(err)
     }
+  }
+}
+
+// EARLY_FRAME_BYTES bounds the frames an early socket (_earlyOpen) hands
+// on before Go runs (with the maxFrameBytes option, if smaller): well
+// under Go's default read limit (1 MiB), so that a frame Go would refuse
+// is never delivered; larger ones wait for Go, which applies its limit.
+const EARLY_FRAME_BYTES = 64 * 1024
+
+// closeWebSocket closes ws with code and reason, as Wire.close does:
+// browsers refuse codes other than 1000 and 3000–4999.
+function closeWebSocket(ws, code, reason) {
+  try {
+    ws.close(code, reason)
+  } catch {
+    ws.close()
   }
 }
 

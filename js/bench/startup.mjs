@@ -260,3 +260,11 @@ for (const cache of ['cold', 'warm']) {
   if (p && c) console.log(`${cache}: drop-in − native = ${ms(c.fromLoadedMs - p.fromLoadedMs)} (target: drop-in ≤ 150 ms after loaded, warm)`)
 }
 if (process.env.BENCH_JSON) console.log(JSON.stringify({ startup: out }))
+// BENCH_DETAIL=1: each visit's timeline from loaded, to see where a slow
+// round went (medians of phases come from different rounds).
+if (process.env.BENCH_DETAIL) {
+  const keys = ['navStart', 'wasmFetchStart', 'wasmFetchEnd', 'compileStart', 'compileEnd', 'instantiateStart', 'instantiateEnd', 'runStart', 'runEnd', 'wsNew', 'wsOpen', 'wsMsg1', 'wsSend', 'wsMsg2', 'connected']
+  for (const [key, list] of Object.entries(runs)) {
+    for (const x of list) console.log(`${key.padEnd(12)} ` + keys.filter((k) => x[k] !== undefined).map((k) => `${k} ${(x[k] - x.actioncable).toFixed(0)}`).join(', ') + ` (actioncable at ${x.actioncable.toFixed(0)}, lazy ${x.lazyMs?.toFixed(0)} ms)`)
+  }
+}

@@ -12,7 +12,7 @@ browserGlobals() // before the official clients load: they read self.WebSocket
 const require = createRequire(import.meta.url)
 const cableway = await import('../index.js')
 // The test hook is the loader's, not the package's.
-const { crash } = await import('../loader.js')
+const { crash, holdStart } = await import('../loader.js')
 cableway.load({ WebSocket })
 
 let rails
@@ -250,6 +250,7 @@ describe('CableSocket on one WebSocket, JSON wire', () => {
           for (let i = 12; i < 15; i++) ws.send(`{"n":${i}}`)
         }
         if (action === 'control') ws.send('{"n":20,\x1e"odd":true}') // not JSON: a WebSocket delivers it as it is
+        if (action === 'goodbye') ws.close(4002, 'gone')
       })
     })
   })
@@ -327,6 +328,102 @@ describe('CableSocket on one WebSocket, JSON wire', () => {
       cableway.configure({ WebSocket })
     }
   })
+
+  // A page's first socket: the instance is still loading (held here until
+  // release), and the socket need not wait for it.
+  async function beforeInstance(fn) {
+    await crash()
+    let release
+    holdStart(new Promise((r) => { release = r }))
+    let connections = 0
+    const counted = () => connections++
+    wss.on('connection', counted)
+    try {
+      await fn({ release, connections: () => connections })
+    } finally {
+      release()
+      holdStart(undefined)
+      wss.off('connection', counted)
+    }
+  }
+
+  test('before the instance runs, the socket is open: frames and plain commands go directly, the rest waits for Go in order', () => beforeInstance(async ({ release, connections }) => {
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'], { maxFrameBytes: 300 })
+    const seen = { open: 0, error: 0, close: 0 }
+    s.onopen = () => ev.push({ kind: 'open' }, seen.open++)
+    s.onmessage = (e) => ev.push({ kind: 'message', data: e.data })
+    s.onerror = (e) => ev.push({ kind: 'error', data: e.message }, seen.error++)
+    s.onclose = (e) => ev.push({ kind: 'close', data: e }, seen.close++)
+    try {
+      await ev.next((e) => e.kind === 'open')
+      assert.equal(s.protocol, 'actioncable-v1-json')
+      assert.equal(s.transport, 'websocket')
+      const frames = []
+      for (let i = 0; i < 6; i++) frames.push((await ev.next((e) => e.kind === 'message')).data)
+      assert.deepEqual(frames, ['{"type":"welcome"}', '{"n":0}', '{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}'])
+      const identifier = '{"channel":"A"}'
+      const sub = JSON.stringify({ command: 'subscribe', identifier })
+      s.send(sub)
+      assert.equal(await got.next((t) => t === sub), sub, 'a plain command goes on the socket before the instance runs')
+      // {"n":11} is over a third of maxFrameBytes: it and all after it wait
+      // for Go, which applies the limit (it is under it) and keeps the order.
+      s.send(JSON.stringify({ command: 'message', identifier, data: JSON.stringify({ action: 'burst', size: 150 }) }))
+      await got.next()
+      assert.equal((await ev.next((e) => e.kind === 'message')).data, '{"n":10}')
+      // A command Go must normalise (an object identifier) waits for Go, and
+      // so does every command after it.
+      s.send(JSON.stringify({ command: 'subscribe', identifier: { channel: 'B' } }))
+      const after = JSON.stringify({ command: 'unsubscribe', identifier })
+      s.send(after)
+      release()
+      assert.equal(JSON.parse((await ev.next((e) => e.kind === 'message')).data).n, 11)
+      for (let n = 12; n < 15; n++) assert.equal((await ev.next((e) => e.kind === 'message')).data, `{"n":${n}}`)
+      assert.equal(await got.next(), '{"command":"subscribe","identifier":"{\\"channel\\":\\"B\\"}"}')
+      assert.equal(await got.next(), after)
+      assert.equal(connections(), 1, 'one connection: the early one, adopted by Go')
+      assert.deepEqual(seen, { open: 1, error: 0, close: 0 })
+    } finally {
+      s.close()
+    }
+  }))
+
+  test('before the instance runs, close() closes the socket as a WebSocket does, and Go never opens it', () => beforeInstance(async ({ release, connections }) => {
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    s.onopen = () => ev.push({ kind: 'open' })
+    let closes = 0
+    s.onclose = (e) => ev.push({ kind: 'close', data: e }, closes++)
+    await ev.next((e) => e.kind === 'open')
+    s.close(4001, 'bye')
+    assert.equal(s.readyState, cableway.CableSocket.CLOSING)
+    const { data } = await ev.next((e) => e.kind === 'close')
+    assert.deepEqual([data.code, data.reason, data.wasClean], [4001, 'bye', true])
+    release()
+    await cableway.load()
+    const t = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    const tev = new Events()
+    t.onmessage = (e) => tev.push(e.data)
+    try {
+      assert.equal(await tev.next(), '{"type":"welcome"}')
+      assert.equal(connections(), 2, 'the closed socket was not opened again')
+      assert.equal(closes, 1)
+    } finally {
+      t.close()
+    }
+  }))
+
+  test("before the instance runs, the server's close reaches the page with its code", () => beforeInstance(async () => {
+    const ev = new Events()
+    const s = new cableway.CableSocket(peer, ['actioncable-v1-json'])
+    s.onopen = () => ev.push({ kind: 'open' })
+    s.onclose = (e) => ev.push({ kind: 'close', data: e })
+    await ev.next((e) => e.kind === 'open')
+    s.send(JSON.stringify({ command: 'message', identifier: '{"channel":"A"}', data: JSON.stringify({ action: 'goodbye' }) }))
+    const { data } = await ev.next((e) => e.kind === 'close')
+    assert.deepEqual([data.code, data.reason, data.wasClean], [4002, 'gone', true])
+    assert.equal(s.readyState, cableway.CableSocket.CLOSED)
+  }))
 
   test('a text frame is delivered as it came, as a WebSocket does', async () => {
     const ev = new Events()
