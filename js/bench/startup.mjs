@@ -9,17 +9,20 @@
 // The page is what a user writes: the official client's script, then a
 // module that imports the package (js/index.js as packed), installs the
 // drop-in, creates a consumer and subscribes; the drop-in page carries the
-// preload hint js/README.md documents. The feed is js/bench/feed.mjs (a
+// module hints js/README.md documents. The feed is js/bench/feed.mjs (a
 // Node `ws` ActionCable peer) on 127.0.0.1. Files are served with an ETag
 // and `cache-control: no-cache` (a warm visit revalidates each file, 304),
 // but the hashed .wasm (see site.mjs).
 //
 // Modes (BENCH_MODES, default plain,cable): plain, cable (the content-
-// hashed .wasm served `immutable`, as js/README.md says), cable-revalidate
-// (the same package with the .wasm served no-cache, revalidated on a warm
-// visit), cable-nopreload (the drop-in without the preload hints) and base
+// hashed .wasm served `immutable`, the module hints, as js/README.md
+// says), cable-head (the .wasm compiled from <head> and handed to
+// install(), as js/README.md said before the first socket opened without
+// the instance), cable-preload (a <link rel=preload> of the .wasm, as it
+// said before that), cable-revalidate (the .wasm served no-cache,
+// revalidated on a warm visit), cable-nopreload (no hints at all) and base
 // (the drop-in from the unpacked package CABLEWAY_BENCH_BASE names, e.g.
-// an earlier version).
+// an earlier version, with its documented hints).
 //
 // Printed: medians over the rounds of the time from ActionCable loaded to
 // the first `connected` (and from navigation start), and for the drop-in
@@ -59,10 +62,10 @@ const wasmFile = (dir) => readdirSync(join(dir, 'js', 'dist')).find((f) => /^cab
 // script in <head> starts compiling it (compileStreaming on a fetch, handed
 // to install() as wasmModule).
 const modePages = {
-  cable: { pkg: '/cableway', hints: true, inline: true }, // as js/README.md says
-  'cable-preload': { pkg: '/cableway', hints: true, preloadWasm: true }, // the page js/README.md described before
-  'cable-late': { pkg: '/cableway', hints: true }, // the module hints only: install() starts the fetch
-  'cable-revalidate': { pkg: '/cableway-revalidate', hints: true, inline: true }, // the .wasm served no-cache
+  cable: { pkg: '/cableway', hints: true }, // as js/README.md says: the module hints; install() starts the fetch
+  'cable-head': { pkg: '/cableway', hints: true, inline: true }, // the page js/README.md described before: the .wasm compiled from <head>
+  'cable-preload': { pkg: '/cableway', hints: true, preloadWasm: true }, // the page js/README.md described before that
+  'cable-revalidate': { pkg: '/cableway-revalidate', hints: true }, // the .wasm served no-cache
   'cable-nopreload': { pkg: '/cableway' }, // no hints at all
   base: { pkg: '/base', hints: true, preloadWasm: true }, // an earlier version, with its documented hints
 }
