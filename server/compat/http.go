@@ -237,7 +237,7 @@ type sseSource struct {
 // Append writes the next batch of events; the stream ends once the
 // session's last event is written.
 func (src *sseSource) Append(buf []byte) ([]byte, int, bool, bool) {
-	items, rest, ended := src.s.q.take(src.cur, maxBatch, false)
+	items, rest, ended, _ := src.s.q.take(src.cur, maxBatch, false)
 	for _, it := range items {
 		buf = append(buf, "event: message\nid: "...)
 		buf = strconv.AppendUint(buf, it.id, 10)
@@ -321,12 +321,18 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit 
 	if !afterSet {
 		cur = s.q.cursor() // past what a newer listener may have taken meanwhile
 	}
-	items, rest, _ := s.q.take(cur, maxBatch, !afterSet)
+	items, rest, _, skipped := s.q.take(cur, maxBatch, !afterSet)
 	out := polled{Messages: make([]json.RawMessage, len(items)), SessionID: s.id, QueueLength: rest}
 	for i, it := range items {
 		out.Messages[i] = it.data
 	}
 	out.Dropped = s.q.takeDropped()
+	if !s.q.exact && afterSet {
+		// On a shared store the bound runs on the owner, which cannot
+		// tell which events a listener elsewhere was handed: the answer
+		// counts those gone between its cursor and its first message.
+		out.Dropped += skipped
+	}
 	h.stats.eventsOut.Add(uint64(len(items)))
 	writeJSON(w, http.StatusOK, out)
 }

@@ -119,7 +119,7 @@ func newSession(h *Handler, e *entry, unreserve func()) *session {
 	now := time.Now()
 	return &session{
 		h: h, e: e, id: newID(), unreserve: unreserve,
-		q:        newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
+		q:        newMemoryQueue(e.seq.Load(), e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
 		chans:    map[string]*channel{},
 		commands: ratelimit.Full(2*h.cfg.commandsPerSecond, now),
 	}
