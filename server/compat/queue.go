@@ -235,6 +235,12 @@ func (q *queue) over() bool {
 	return q.log.Ended() != nil && q.log.Stats().Delivered >= q.seq
 }
 
+func (q *queue) limitNow() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.limit
+}
+
 func (q *queue) setLimit(n int) {
 	if n <= 0 {
 		return
