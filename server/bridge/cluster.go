@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,9 @@ func (cl *cluster) abandon(s *session) {
 // open returns the session id for a request that landed on a process that
 // does not own it: nil when the store has no such session.
 func (cl *cluster) open(ctx context.Context, id string) (*session, error) {
+	if strings.HasPrefix(id, compat.StoreIDPrefix) {
+		return nil, nil // the compat API's, not a bridge session
+	}
 	cl.mu.Lock()
 	s := cl.remote[id]
 	cl.mu.Unlock()

@@ -106,12 +106,18 @@ var noWait = func() context.Context {
 	return ctx
 }()
 
+// sharedAppendWait bounds an append to a shared store's log.
+const sharedAppendWait = 5 * time.Second
+
 // queue is a session's events: a log plus the seed's bound.
 type queue struct {
 	log  core.Frames
 	base uint64               // msg_id of seq 0
 	set  func(msgID uint64)   // records a new last msg_id for the events id
 	warn func(string, ...any) // logs a refused append
+	// failed, on a shared store, lets the session go when the store
+	// refuses an append (called with the session's mu held).
+	failed func(error)
 	// exact: the log is this process's own (*core.Log), whose figures
 	// are exact; a shared store's are as of its last sweep, so the bound
 	// probes the log instead and dropped events are counted by the
@@ -156,10 +162,27 @@ func (q *queue) push(ev event) {
 		return
 	}
 	q.boundLocked(q.limit - 1)
-	seq, err := q.log.Append(noWait, ev.appendJSON(nil))
+	ctx := noWait
+	if !q.exact {
+		// A store's append is a round trip: it may not be cancelled
+		// before. It is held back only past the store's pending byte
+		// limit; then it waits a little, then the event is dropped.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), sharedAppendWait)
+		defer cancel()
+	}
+	seq, err := q.log.Append(ctx, ev.appendJSON(nil))
 	if err != nil {
 		if errors.Is(err, core.ErrEnded) || errors.Is(err, core.ErrNotOwner) {
 			return // over, or another process writes it now
+		}
+		if q.failed != nil && !errors.Is(err, context.DeadlineExceeded) {
+			// The store failed: rather than drop events in silence, this
+			// process lets the session go (its lease lapses; once the
+			// store is back a process serving it takes it over).
+			q.warn("compat: event not stored; this process lets the session go", "err", err)
+			q.failed(err)
+			return
 		}
 		// The memory budget (or a shared store's pending byte limit) is
 		// spent and this session holds events not handed out yet: this

@@ -161,7 +161,9 @@ func newSession(h *Handler, e *entry, unreserve func()) *session {
 }
 
 // newBucket returns a full command-rate bucket.
-func newBucket(h *Handler) ratelimit.Bucket { return ratelimit.Full(2*h.cfg.commandsPerSecond, time.Now()) }
+func newBucket(h *Handler) ratelimit.Bucket {
+	return ratelimit.Full(2*h.cfg.commandsPerSecond, time.Now())
+}
 
 // onFrame is the consumer's frame hook: it runs on the upstream reader,
 // in upstream order, before the consumer acts on the frame.

@@ -44,9 +44,13 @@ func WithSharedStore(st core.Shared, forward Forwarder) Option {
 	return func(c *config) { c.shared, c.forward = st, forward }
 }
 
-// storeID is the store's name of an events id's session: apart from the
-// bridge's session ids, which never hold a ':'.
-func storeID(id string) string { return "compat:" + id }
+// StoreIDPrefix begins the shared store's name of every compat session
+// (the events id follows): apart from the bridge's session ids, which
+// never hold a ':'. The bridge refuses such ids on its own routes.
+const StoreIDPrefix = "compat:"
+
+// storeID is the store's name of an events id's session.
+func storeID(id string) string { return StoreIDPrefix + id }
 
 // sharedState is a session's State in the store.
 type sharedState struct {
@@ -172,6 +176,7 @@ func (h *Handler) openShared(ctx context.Context, id string) (*entry, error) {
 		ended:    st.Ended,
 	}
 	s.q = newSharedQueue(fh, st.Base, st.Limit, s.setLast, h.cfg.logger.Warn)
+	s.q.failed = s.storeFailed
 	e.s = s
 	fh.OnOwnership(s.ownership)
 	return e, nil
@@ -243,8 +248,18 @@ func (h *Handler) createShared(ctx context.Context, w http.ResponseWriter, r *ht
 	}
 	s.shared = &shared{h: fh, storeID: storeID(s.e.id), bind: bind, base: base}
 	s.q = newSharedQueue(fh, base, DefaultPollQueue, s.setLast, h.cfg.logger.Warn)
+	s.q.failed = s.storeFailed
 	fh.OnOwnership(s.ownership)
 	return true
+}
+
+// storeFailed lets the session go once the store refused an event. Called
+// with mu held.
+func (s *session) storeFailed(error) {
+	if s.c == nil {
+		return
+	}
+	s.h.background(s.letGo)
 }
 
 // ownership handles a change of the lease on a shared session: gained,
