@@ -225,3 +225,48 @@ func TestCompatClusterTakeover(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatClusterCloseHandsOver: a bridge that stops gracefully (Close,
+// as on SIGTERM) gives its compat sessions to the others instead of ending
+// them: the client long-polling another node gets no server_restart but
+// the reconnect of a takeover (disconnected, connection_lost, then
+// connected), and its stream goes on in the same log.
+func TestCompatClusterCloseHandsOver(t *testing.T) {
+	cc := newCECluster(t, 3*time.Second) // a takeover sooner than the lease: the lease was given up
+	ctx := ceCtx(t, 60*time.Second)
+	c := cc.nodes[0].newClient("carol")
+	c.on(cc, 0).open(ctx)
+	c.on(cc, 1).subscribe(ctx, ceNumbers)
+	tl := &ceTally{t: t, seen: map[int]int{}}
+	tl.pollUntil(ctx, cc, c, 1, func() bool { return len(tl.events) > 0 })
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	closed := time.Now()
+	if err := cc.nodes[0].bridge.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Nodes 1 and 2 only: node 0 is closed.
+	for i := 1; len(tl.events) < 3; i++ {
+		if ctx.Err() != nil {
+			t.Fatalf("deadline: events %v", tl.events)
+		}
+		for _, ev := range c.on(cc, 1+i%2).poll(ctx, fmt.Sprintf("after=%d&timeout=2", tl.last)).events {
+			tl.add(ev)
+		}
+	}
+	want := []string{"connected", `disconnected:{"reason":"connection_lost","reconnect":true}`, "connected"}
+	if fmt.Sprint(tl.events) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", tl.events, want)
+	}
+	if d := time.Since(closed); d > 3*time.Second {
+		t.Logf("takeover after Close took %v (the lease is 3 s): not handed over at once?", d)
+	}
+	if err := cc.rails.Broadcast(ctx, "numbers:s1", map[string]int{"n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	for tl.seen[7] == 0 {
+		for _, ev := range c.on(cc, 2).poll(ctx, fmt.Sprintf("after=%d&timeout=2", tl.last)).events {
+			tl.add(ev)
+		}
+	}
+}

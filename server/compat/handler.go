@@ -363,6 +363,7 @@ func wantsJSON(accept string) bool {
 // answered.
 func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, create bool) (*session, bool) {
 	ip, secrets := h.cfg.clientIP(r), h.credentials(r)
+	reloaded := false
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -403,6 +404,21 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, cre
 		e.mu.Lock()
 		if e.dead {
 			e.mu.Unlock()
+			continue
+		}
+		if old := e.s; old != nil && h.cfg.shared != nil && !reloaded && old.remote() && (old.released() || old.isEnded()) {
+			// Over as seen here, owned elsewhere: another process may
+			// have begun a new session of the events id. Read the store
+			// again.
+			e.dead = true
+			e.mu.Unlock()
+			h.mu.Lock()
+			if h.entries[id] == e {
+				delete(h.entries, id)
+			}
+			h.mu.Unlock()
+			old.release()
+			reloaded = true
 			continue
 		}
 		if old := e.s; old != nil {

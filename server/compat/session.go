@@ -364,7 +364,11 @@ func (s *session) release() {
 	s.freed = true
 	s.mu.Unlock()
 	if !freed {
-		s.q.release()
+		if s.shared != nil {
+			s.releaseShared()
+		} else {
+			s.q.release()
+		}
 		s.unreserve()
 	}
 }

@@ -225,6 +225,22 @@ func (s *session) handOver() {
 	fh.Close()
 }
 
+// releaseShared deletes the store's record of a session this process
+// owned, unless another process began a new session of the events id
+// meanwhile (then it only drops its handle).
+func (s *session) releaseShared() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.shared.h.OnOwnership(nil)
+	m, err := s.h.cfg.shared.Meta(ctx, s.shared.storeID)
+	var st sharedState
+	if err == nil && json.Unmarshal(m.State, &st) == nil && st.SID == s.id {
+		s.q.release()
+		return
+	}
+	s.shared.h.Close()
+}
+
 // setLast records msg_id n as the events id's last.
 func (s *session) setLast(n uint64) {
 	if n > s.e.seq.Load() {
