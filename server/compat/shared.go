@@ -377,6 +377,9 @@ func (s *session) takeover() {
 		cable.WithDialRetry(false),
 		cable.WithReconnect(true),
 	)
+	if err != nil && h.ctx.Err() != nil {
+		return // this process is closing: another takes the session over
+	}
 	if err != nil {
 		h.cfg.logger.Warn("compat: takeover: Rails redial failed; the session ends", "session", s.id, "err", err)
 		s.mu.Lock()
