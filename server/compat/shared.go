@@ -378,7 +378,8 @@ func (s *session) takeover() {
 		cable.WithReconnect(true),
 	)
 	if err != nil && h.ctx.Err() != nil {
-		return // this process is closing: another takes the session over
+		s.letGo() // this process is closing: another takes the session over
+		return
 	}
 	if err != nil {
 		h.cfg.logger.Warn("compat: takeover: Rails redial failed; the session ends", "session", s.id, "err", err)
