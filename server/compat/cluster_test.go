@@ -270,3 +270,50 @@ func TestCompatClusterCloseHandsOver(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatClusterPollQueueBound: the poll-queue bound holds on the
+// store: the owner keeps at most that many events in Redis, the oldest
+// going, and a long-poll on another node is told how many it will never
+// get (dropped, counted from its after cursor).
+func TestCompatClusterPollQueueBound(t *testing.T) {
+	cc := newCECluster(t, time.Second)
+	ctx := ceCtx(t, 60*time.Second)
+	c := cc.nodes[0].newClient("dave")
+	if p := c.on(cc, 0).poll(ctx, "timeout=0&poll-queue=3"); len(p.Messages) != 0 {
+		t.Fatalf("open: %+v", p)
+	}
+	c.on(cc, 1).subscribe(ctx, ceNumbers)
+	tl := &ceTally{t: t, seen: map[int]int{}}
+	tl.pollUntil(ctx, cc, c, 2, func() bool { return len(tl.events) > 0 })
+	msgs := make([]any, 10)
+	for n := range msgs {
+		msgs[n] = map[string]int{"n": n}
+	}
+	if err := cc.rails.BroadcastMany(ctx, "numbers:s1", msgs); err != nil {
+		t.Fatal(err)
+	}
+	rdb := cc.stores[1].Client()
+	key := "cableway:{compat:" + c.id + "}:"
+	if err := waitCE(ctx, func() bool {
+		n, _ := rdb.HGet(ctx, key+"m", "n").Uint64()
+		return n >= tl.last+1+10
+	}); err != nil {
+		t.Fatal("the ten events never reached the log")
+	}
+	if held, err := rdb.XLen(ctx, key+"s").Result(); err != nil || held > 3 {
+		t.Fatalf("%d events held in Redis (%v), want at most 3", held, err)
+	}
+	p := c.on(cc, 2).poll(ctx, fmt.Sprintf("after=%d&timeout=0", tl.last))
+	got := map[int]bool{}
+	for _, ev := range p.events {
+		got[ev.number()] = ev.number() >= 0
+	}
+	// Rails may deliver a burst out of order: the last three delivered.
+	if len(p.events) != 3 || len(got) != 3 || got[-1] || p.Dropped != 7 || p.QueueLength != 0 {
+		t.Fatalf("poll after the burst: %d events (numbers %v), dropped %d, queue_length %d; want 3 numbers, 7 dropped, 0 queued",
+			len(p.events), got, p.Dropped, p.QueueLength)
+	}
+	if first := p.events[0].msgID(); first != tl.last+8 {
+		t.Fatalf("first msg_id %d, want %d: msg_ids count the dropped events too", first, tl.last+8)
+	}
+}
