@@ -38,10 +38,17 @@ type Forwarder func(ctx context.Context, node string, req []byte) ([]byte, error
 // WithSharedStore keeps the handler's sessions in st, shared with other
 // processes running a Handler on the same upstream, behind a load
 // balancer without stickiness; forward reaches the other processes'
-// ServeForwarded. The caller closes st after Close. Limits
-// (WithSessionLimits, WithLimiter) count the sessions this process owns.
+// ServeForwarded (nil: st.Forward, for a process whose store Serve
+// function is the Handler's ServeForwarded). The caller closes st after
+// Close. Limits (WithSessionLimits, WithLimiter) count the sessions this
+// process owns.
 func WithSharedStore(st core.Shared, forward Forwarder) Option {
-	return func(c *config) { c.shared, c.forward = st, forward }
+	return func(c *config) {
+		if forward == nil && st != nil {
+			forward = st.Forward
+		}
+		c.shared, c.forward = st, forward
+	}
 }
 
 // StoreIDPrefix begins the shared store's name of every compat session
