@@ -360,7 +360,7 @@ func (s *session) release() {
 	s.stop(reasonSessionEnded)
 	s.closeUpstream()
 	s.mu.Lock()
-	freed := s.freed
+	freed, unreserve := s.freed, s.unreserve
 	s.freed = true
 	s.mu.Unlock()
 	if !freed {
@@ -369,7 +369,7 @@ func (s *session) release() {
 		} else {
 			s.q.release()
 		}
-		s.unreserve()
+		unreserve()
 	}
 }
 
