@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/cableway/cableway/internal/bridgewire"
 	"github.com/cableway/cableway/sdk/cable"
 	"github.com/cableway/cableway/sdk/protocol"
+	"github.com/cableway/cableway/server/compat"
 	core "github.com/cableway/cableway/server/session"
 )
 
@@ -27,7 +29,8 @@ import (
 // so that the client resubscribes. The per-session limits of WithQueue and
 // WithResumeWindow are the store's own (redisstore.WithLimits);
 // WithMemoryBudget does not apply. The compat API (WithCompatPrefix) keeps
-// its sessions in the process's memory. The caller closes st after Close.
+// its sessions in st too (see compat.WithSharedStore): its POSTs reach the
+// owner through the same forwarding. The caller closes st after Close.
 func WithSharedStore(st core.Shared) Option { return func(c *config) { c.shared = st } }
 
 // cluster is a bridge's part in a shared store: the sessions this process
@@ -41,6 +44,8 @@ type cluster struct {
 	openMu sync.Mutex          // serialises opens from the store
 
 	forwarded, takeovers, leasesLost atomic.Uint64
+
+	compat atomic.Pointer[compat.Handler] // set once the routes are made
 }
 
 // newCluster returns nil without a shared store: the in-memory bridge has
@@ -81,6 +86,9 @@ func (cl *cluster) abandon(s *session) {
 // open returns the session id for a request that landed on a process that
 // does not own it: nil when the store has no such session.
 func (cl *cluster) open(ctx context.Context, id string) (*session, error) {
+	if strings.HasPrefix(id, compat.StoreIDPrefix) {
+		return nil, nil // the compat API's, not a bridge session
+	}
 	cl.mu.Lock()
 	s := cl.remote[id]
 	cl.mu.Unlock()
@@ -236,11 +244,13 @@ func (cl *cluster) janitor() {
 }
 
 // forwarded is a request from a process that does not own a session to
-// its owner: a /send body, or one WebSocket command.
+// its owner: a /send body, one WebSocket command, or a compat API request
+// (handed to the compat Handler's ServeForwarded as is).
 type forwarded struct {
 	SID     string          `json:"sid"`
 	Send    []byte          `json:"send,omitempty"`
 	Command json.RawMessage `json:"cmd,omitempty"`
+	Compat  json.RawMessage `json:"compat,omitempty"`
 }
 
 // forwardAnswer is the owner's answer. Status notOwner: ask again (the
@@ -257,6 +267,12 @@ func (cl *cluster) serve(ctx context.Context, req []byte) []byte {
 	var f forwarded
 	if err := json.Unmarshal(req, &f); err != nil {
 		return mustJSON(forwardAnswer{Status: http.StatusBadRequest, Body: mustJSON(bridgewire.Error{Error: "bad_forward"})})
+	}
+	if f.Compat != nil {
+		if h := cl.compat.Load(); h != nil {
+			return h.ServeForwarded(ctx, f.Compat)
+		}
+		return mustJSON(forwardAnswer{Status: notOwner})
 	}
 	s := cl.b.session(f.SID)
 	if s == nil {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -40,7 +41,19 @@ func (b *Bridge) compatRoutes(mux *http.ServeMux) {
 	if b.cfg.upstream != nil {
 		opts = append(opts, compat.WithUpstreamTransport(b.cfg.upstream))
 	}
+	if b.cluster != nil {
+		// The compat sessions live in the shared store too; their POSTs
+		// reach their owner through the bridge's forwarding (one Serve
+		// function per process: the cluster's).
+		st := b.cluster.st
+		opts = append(opts, compat.WithSharedStore(st, func(ctx context.Context, node string, req []byte) ([]byte, error) {
+			return st.Forward(ctx, node, mustJSON(forwarded{Compat: req}))
+		}))
+	}
 	b.compat = compat.New(b.upstream, opts...)
+	if b.cluster != nil {
+		b.cluster.compat.Store(b.compat)
+	}
 	mux.Handle(b.cfg.compatPrefix, http.StripPrefix(strings.TrimSuffix(b.cfg.compatPrefix, "/"), b.compat))
 }
 

@@ -40,7 +40,7 @@ func TestCompatDisconnectReadAsConsumer(t *testing.T) {
 		s.onFrame(cable.Frame{Raw: []byte(frame), Message: &m})
 		s.onEvent(cable.Event{Kind: cable.EventDisconnected, Err: cable.DisconnectOf(&m)})
 
-		evs, _, _ := s.q.take(0, 10, false)
+		evs, _, _, _ := s.q.take(0, 10, false)
 		var ev struct {
 			Type    string
 			Message struct{ Reconnect bool }

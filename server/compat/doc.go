@@ -19,6 +19,14 @@
 // Its sessions share the bridge's limits and memory budget (WithLimiter,
 // WithBudget).
 //
+// With WithSharedStore the sessions live in a shared store
+// (server/session/redisstore) instead, so that several bridges behind a
+// load balancer without stickiness serve them: any process reads a
+// session's events and checks its binding, the one holding its consumer
+// (its owner) performs its POSTs (forwarded to it), and another process
+// takes a session over when its owner dies (see shared.go and
+// server/SCALEOUT.md).
+//
 // An events id is bound to the client that opened it: its IP address and
 // its credential headers (Cookie, Authorization and the pass headers). Only
 // a GET opens a session; a POST to an id with no session gets 404.

@@ -32,6 +32,12 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the janitor
 
+	openMu sync.Mutex // one open from the shared store at a time
+
+	bgMu     sync.Mutex     // guards bgClosed and bg.Add
+	bg       sync.WaitGroup // goroutines of background (shared store)
+	bgClosed bool
+
 	mu       sync.Mutex
 	entries  map[string]*entry
 	perIP    map[string]int
@@ -43,6 +49,7 @@ type Handler struct {
 
 type counters struct {
 	sessionsCreated, eventsOut, commands, upstreamReconnects atomic.Uint64
+	takeovers, forwarded                                     atomic.Uint64
 	refused                                                  sync.Map // reason → *atomic.Uint64
 }
 
@@ -52,7 +59,9 @@ type Stats struct {
 	SessionsCreated    uint64            // since start
 	EventsOut          uint64            // events handed to listeners
 	Commands           uint64            // commands sent to Rails
-	UpstreamReconnects uint64            // upstream sockets redialled after a loss
+	UpstreamReconnects uint64            // upstream sockets redialled after a loss (or taken over)
+	Takeovers          uint64            // shared sessions taken over from a dead owner
+	Forwarded          uint64            // POSTs performed by another process, the owner
 	Refused            map[string]uint64 // refused requests by reason
 }
 
@@ -82,6 +91,8 @@ func (h *Handler) Stats() Stats {
 		EventsOut:          h.stats.eventsOut.Load(),
 		Commands:           h.stats.commands.Load(),
 		UpstreamReconnects: h.stats.upstreamReconnects.Load(),
+		Takeovers:          h.stats.takeovers.Load(),
+		Forwarded:          h.stats.forwarded.Load(),
 		Refused:            map[string]uint64{},
 	}
 	h.stats.refused.Range(func(k, v any) bool {
@@ -110,6 +121,23 @@ func (h *Handler) Close(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 
+	if h.cfg.shared != nil {
+		// The sessions go on in the store: their leases go, so that a
+		// process serving them takes them over at once, and their
+		// upstreams close without a word to their clients.
+		for _, s := range sessions {
+			s.handOver()
+		}
+		h.cancel()
+		done := make(chan struct{})
+		go func() { h.wg.Wait(); h.stopBackground(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, s := range sessions {
 		s.stop(reasonServerRestart)
 	}
@@ -335,6 +363,7 @@ func wantsJSON(accept string) bool {
 // answered.
 func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, create bool) (*session, bool) {
 	ip, secrets := h.cfg.clientIP(r), h.credentials(r)
+	reloaded := false
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -343,6 +372,19 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, cre
 			return nil, false
 		}
 		e := h.entries[id]
+		h.mu.Unlock()
+		if e == nil && h.cfg.shared != nil {
+			var err error
+			if e, err = h.loadShared(r.Context(), id); err != nil {
+				h.cfg.logger.Warn("compat: session store unavailable", "err", err)
+				h.writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the session store failed")
+				return nil, false
+			}
+		}
+		h.mu.Lock()
+		if e == nil {
+			e = h.entries[id]
+		}
 		if e == nil {
 			if !create {
 				h.mu.Unlock()
@@ -364,6 +406,21 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, cre
 			e.mu.Unlock()
 			continue
 		}
+		if old := e.s; old != nil && h.cfg.shared != nil && !reloaded && old.remote() && (old.released() || old.isEnded()) {
+			// Over as seen here, owned elsewhere: another process may
+			// have begun a new session of the events id. Read the store
+			// again.
+			e.dead = true
+			e.mu.Unlock()
+			h.mu.Lock()
+			if h.entries[id] == e {
+				delete(h.entries, id)
+			}
+			h.mu.Unlock()
+			old.release()
+			reloaded = true
+			continue
+		}
 		if old := e.s; old != nil {
 			// Reuse it unless it is over: then its client starts afresh.
 			// A POST wants a working session; a GET first collects the
@@ -382,7 +439,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, id string, cre
 			}
 			old.release()
 		}
-		s, ok := h.create(w, r, e, ip)
+		s, ok := h.create(w, r, e, ip, secrets)
 		if !ok {
 			e.dead = true
 			h.mu.Lock()
@@ -443,7 +500,7 @@ func (h *Handler) upstreamHeader(r *http.Request) map[string][]string {
 
 // create dials Rails for a new session of e and returns once Rails has
 // welcomed it. On failure it has answered the request.
-func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip string) (*session, bool) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip string, secrets [32]byte) (*session, bool) {
 	release, err := h.reserve(ip)
 	if err != nil {
 		le := &LimitError{Status: http.StatusServiceUnavailable, Reason: "too_many_sessions"}
@@ -462,11 +519,18 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.createTimeout)
 	defer cancel()
+	if h.cfg.shared != nil {
+		if !h.createShared(ctx, w, r, s, ip) {
+			release()
+			return nil, false
+		}
+	}
+	frame, event := s.hooks()
 	c, err := cable.Dial(ctx, h.upstream,
 		cable.WithTransport(up),
 		cable.WithHeaderFunc(func(context.Context) (map[string][]string, error) { return header, nil }),
-		cable.WithFrameHook(s.onFrame),
-		cable.WithEventHandler(s.onEvent),
+		cable.WithFrameHook(frame),
+		cable.WithEventHandler(event),
 		cable.WithFrameLimit(int(h.cfg.maxFrameBytes)),
 		cable.WithStaleTimeout(h.cfg.upstreamStale),
 		cable.WithBackoff(h.cfg.backoff),
@@ -476,6 +540,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 	)
 	if err != nil {
 		release()
+		if s.shared != nil {
+			s.shared.h.OnOwnership(nil)
+			s.q.release() // deletes the store's record
+		}
 		var (
 			de *cable.DisconnectError
 			he *transport.HandshakeError
@@ -495,13 +563,19 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, e *entry, ip st
 		}
 		return nil, false
 	}
+	s.mu.Lock()
 	s.c = c
+	s.mu.Unlock()
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
 	if closed {
 		c.Close()
 		release()
+		if s.shared != nil {
+			s.shared.h.OnOwnership(nil)
+			s.q.release()
+		}
 		h.writeError(w, http.StatusServiceUnavailable, "shutting_down", "")
 		return nil, false
 	}
@@ -547,7 +621,9 @@ func (h *Handler) sweep(now time.Time) {
 	h.mu.Unlock()
 	for _, s := range expired {
 		h.cfg.logger.Info("compat: session expired", "session", s.id)
-		s.stop(reasonSessionEnded)
+		if !s.remote() { // else only this process's handle goes
+			s.stop(reasonSessionEnded)
+		}
 		s.release()
 	}
 }

@@ -129,22 +129,45 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, id string, limit 
 	if !ok {
 		return
 	}
-	s.q.setLimit(limit)
-	if !s.allowCommands(len(reqs)) {
-		h.writeError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("at most %v commands per second", h.cfg.commandsPerSecond))
+	if s.remote() {
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.createTimeout)
+		defer cancel()
+		status, out := h.forwardPost(ctx, s, id, reqs, body, limit)
+		if e, ok := out.(apiError); ok {
+			h.writeError(w, status, e.Error, e.Detail)
+			return
+		}
+		writeJSON(w, status, out)
 		return
+	}
+	status, out := s.post(r.Context(), reqs, limit)
+	writeJSON(w, status, out)
+}
+
+// post performs a POST's requests on a session this process owns: with
+// a shared store, for a POST that landed on another process too.
+func (s *session) post(ctx context.Context, reqs []request, limit int) (int, any) {
+	if limit > 0 && limit != s.q.limitNow() {
+		s.q.setLimit(limit)
+		s.mu.Lock()
+		s.saveStateLocked()
+		s.mu.Unlock()
+	}
+	if !s.allowCommands(len(reqs)) {
+		s.h.countRefusal("rate_limited")
+		return http.StatusTooManyRequests, apiError{Error: "rate_limited", Detail: fmt.Sprintf("at most %v commands per second", s.h.cfg.commandsPerSecond)}
 	}
 	out := make([]result, len(reqs))
 	s.sendMu.Lock()
 	for i := range reqs {
-		out[i] = s.apply(r, &reqs[i])
+		out[i] = s.apply(ctx, &reqs[i])
 	}
 	s.sendMu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, out
 }
 
 // apply performs one request. Call with s.sendMu held.
-func (s *session) apply(r *http.Request, req *request) result {
+func (s *session) apply(ctx context.Context, req *request) result {
 	res := result{SessionID: s.id}
 	ident, err := identifierOf(req.Identifier)
 	if err != nil {
@@ -168,14 +191,14 @@ func (s *session) apply(r *http.Request, req *request) result {
 			res.Error = err.Error()
 		}
 	case req.Unsubscribe:
-		s.unsubscribe(r.Context(), ident)
+		s.unsubscribe(ctx, ident)
 	default:
 		data, err := compactObject(req.Send)
 		if err != nil {
 			res.Error = err.Error()
 			return res
 		}
-		if err := s.send(r.Context(), ident, data); err != nil {
+		if err := s.send(ctx, ident, data); err != nil {
 			if errors.Is(err, errNotSubscribed) {
 				res.Error = err.Error()
 			} else {
@@ -184,6 +207,29 @@ func (s *session) apply(r *http.Request, req *request) result {
 		}
 	}
 	return res
+}
+
+// setLimit applies a GET's poll-queue: on the session's owner, through
+// it when the session is shared and owned elsewhere.
+func (h *Handler) setLimit(s *session, id string, limit int) {
+	if limit <= 0 || limit == s.q.limitNow() {
+		return
+	}
+	s.q.setLimit(limit) // on a remote session: what this process knows of it
+	if s.shared == nil {
+		return
+	}
+	if !s.remote() {
+		s.mu.Lock()
+		s.saveStateLocked()
+		s.mu.Unlock()
+		return
+	}
+	h.background(func() {
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.createTimeout)
+		defer cancel()
+		h.forwardPost(ctx, s, id, nil, []byte("[]"), limit)
+	})
 }
 
 // parseCursor reads an optional msg_id cursor; ok is false when malformed.
@@ -201,7 +247,7 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, id string, limit i
 	if !ok {
 		return
 	}
-	s.q.setLimit(limit)
+	h.setLimit(s, id, limit)
 	// Events written to the stream are not acknowledged: an EventSource
 	// that reconnects names the last event it got, which acknowledges it
 	// and what precedes it, and gets what follows again (while queued).
@@ -237,7 +283,7 @@ type sseSource struct {
 // Append writes the next batch of events; the stream ends once the
 // session's last event is written.
 func (src *sseSource) Append(buf []byte) ([]byte, int, bool, bool) {
-	items, rest, ended := src.s.q.take(src.cur, maxBatch, false)
+	items, rest, ended, _ := src.s.q.take(src.cur, maxBatch, false)
 	for _, it := range items {
 		buf = append(buf, "event: message\nid: "...)
 		buf = strconv.AppendUint(buf, it.id, 10)
@@ -293,7 +339,7 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit 
 	if !ok {
 		return
 	}
-	s.q.setLimit(limit)
+	h.setLimit(s, id, limit)
 	ctx, detach := s.attach(r.Context())
 	defer detach()
 
@@ -321,12 +367,18 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, id string, limit 
 	if !afterSet {
 		cur = s.q.cursor() // past what a newer listener may have taken meanwhile
 	}
-	items, rest, _ := s.q.take(cur, maxBatch, !afterSet)
+	items, rest, _, skipped := s.q.take(cur, maxBatch, !afterSet)
 	out := polled{Messages: make([]json.RawMessage, len(items)), SessionID: s.id, QueueLength: rest}
 	for i, it := range items {
 		out.Messages[i] = it.data
 	}
 	out.Dropped = s.q.takeDropped()
+	if !s.q.exact && afterSet {
+		// On a shared store the bound runs on the owner, which cannot
+		// tell which events a listener elsewhere was handed: the answer
+		// counts those gone between its cursor and its first message.
+		out.Dropped += skipped
+	}
 	h.stats.eventsOut.Add(uint64(len(items)))
 	writeJSON(w, http.StatusOK, out)
 }

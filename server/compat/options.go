@@ -53,6 +53,8 @@ type config struct {
 	budget            *core.Budget
 	limiter           Limiter
 	upstreamStale     time.Duration
+	shared            core.Shared // nil: sessions in memory
+	forward           Forwarder
 }
 
 func defaultConfig() config {

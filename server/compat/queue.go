@@ -13,14 +13,17 @@ import (
 )
 
 // A session's seed events are the frames of a session-core log
-// (server/session.Log), as the bridge's own sessions' frames are: frame
-// seq n is the event with msg_id base+n, where base is the events id's
-// last msg_id when the session began, so msg_ids grow across the sessions
-// of an events id. The log does the numbering, delivery, acknowledgement,
-// waiting and attachment; queue adds the seed's bound (poll-queue: when
-// full, the oldest events go, counted as dropped if no listener was handed
-// them) on top of it. Pings are not forwarded: the log's keep-alive is
-// unused.
+// (server/session.Frames: a *session.Log in memory, or a shared store's
+// log), as the bridge's own sessions' frames are: frame seq n is the event
+// with msg_id base+n, where base is the events id's last msg_id when the
+// session began, so msg_ids grow across the sessions of an events id. A
+// frame holds the event without its msg_id, which is rendered in as it is
+// read: a process that takes a shared session over appends without
+// knowing the last seq. The log does the numbering, delivery,
+// acknowledgement, waiting and attachment; queue adds the seed's bound
+// (poll-queue: when full, the oldest events go, counted as dropped if no
+// listener was handed them) on top of it. Pings are not forwarded: the
+// log's keep-alive is unused.
 
 // timeLayout is the "time" of events: RFC 3339, UTC, milliseconds.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
@@ -38,16 +41,14 @@ type event struct {
 	message    []byte // JSON; nil is null
 }
 
-// appendJSON renders ev with msg_id id, in the long-poll form: without
-// session_id, as the seed does (see withSession). Every string field but
-// the two raw ones is URL-safe ASCII.
-func (ev *event) appendJSON(dst []byte, id uint64) []byte {
+// appendJSON renders ev as queued: the long-poll form without its msg_id
+// (see withMsgID) and without session_id, as the seed does (see
+// withSession). Every string field but the two raw ones is URL-safe ASCII.
+func (ev *event) appendJSON(dst []byte) []byte {
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, ev.typ...)
 	dst = append(dst, `","chan_id":"`...)
 	dst = append(dst, ev.chanID...)
-	dst = append(dst, `","msg_id":"`...)
-	dst = strconv.AppendUint(dst, id, 10)
 	dst = append(dst, `","time":"`...)
 	dst = ev.at.UTC().AppendFormat(dst, timeLayout)
 	dst = append(dst, `","identifier":`...)
@@ -76,6 +77,21 @@ func withSession(dst, data []byte, sid string) []byte {
 	return append(dst, data[i:]...)
 }
 
+// withMsgID appends a queued event with msg_id id after its chan_id, in
+// the long-poll form.
+func withMsgID(dst, data []byte, id uint64) []byte {
+	const at = `,"time":"` // type and chan_id before it are plain words
+	i := bytes.Index(data, []byte(at))
+	if i < 0 {
+		return append(dst, data...)
+	}
+	dst = append(dst, data[:i]...)
+	dst = append(dst, `,"msg_id":"`...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, '"')
+	return append(dst, data[i:]...)
+}
+
 // item is a queued event handed to a listener.
 type item struct {
 	id   uint64 // msg_id
@@ -90,21 +106,33 @@ var noWait = func() context.Context {
 	return ctx
 }()
 
+// sharedAppendWait bounds an append to a shared store's log.
+const sharedAppendWait = 5 * time.Second
+
 // queue is a session's events: a log plus the seed's bound.
 type queue struct {
-	log  *core.Log
+	log  core.Frames
 	base uint64               // msg_id of seq 0
-	last func() uint64        // the events id's last msg_id
 	set  func(msgID uint64)   // records a new last msg_id for the events id
 	warn func(string, ...any) // logs a refused append
+	// failed, on a shared store, lets the session go when the store
+	// refuses an append (called with the session's mu held).
+	failed func(error)
+	// exact: the log is this process's own (*core.Log), whose figures
+	// are exact; a shared store's are as of its last sweep, so the bound
+	// probes the log instead and dropped events are counted by the
+	// long-poll answers that skip them (see take).
+	exact bool
 
 	mu      sync.Mutex // one writer at a time; the bound's counters
-	seq     uint64     // seq of the last event queued
+	seq     uint64     // seq of the last event this process queued (0: none yet)
+	floor   uint64     // the bound removed every event up to this seq
 	limit   int
 	dropped uint64 // events the bound removed unsent, since the last long-poll answer
 }
 
-func newQueue(base uint64, last func() uint64, set func(uint64), warn func(string, ...any), budget *core.Budget) *queue {
+// newMemoryQueue returns the queue of a session kept in this process.
+func newMemoryQueue(base uint64, set func(uint64), warn func(string, ...any), budget *core.Budget) *queue {
 	opts := []core.Option{
 		// The bound keeps fewer events than the pending limit, so Append
 		// never waits (the writer is the upstream reader).
@@ -114,49 +142,99 @@ func newQueue(base uint64, last func() uint64, set func(uint64), warn func(strin
 	if budget != nil {
 		opts = append(opts, core.WithBudget(budget))
 	}
-	return &queue{
-		log:  core.NewLog(opts...),
-		base: base, last: last, set: set, warn: warn, limit: DefaultPollQueue,
+	return &queue{log: core.NewLog(opts...), base: base, set: set, warn: warn, limit: DefaultPollQueue, exact: true}
+}
+
+// newSharedQueue returns the queue of a session on a shared store, on
+// this process's handle log.
+func newSharedQueue(log core.Frames, base uint64, limit int, set func(uint64), warn func(string, ...any)) *queue {
+	if limit <= 0 {
+		limit = DefaultPollQueue
 	}
+	return &queue{log: log, base: base, set: set, warn: warn, limit: limit}
 }
 
 // push queues ev as the next event. After end it does nothing.
 func (q *queue) push(ev event) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.log.Ended() != nil {
+	if q.exact && q.log.Ended() != nil {
 		return
 	}
 	q.boundLocked(q.limit - 1)
-	id := q.base + q.seq + 1
-	seq, err := q.log.Append(noWait, ev.appendJSON(nil, id))
+	ctx := noWait
+	if !q.exact {
+		// A store's append is a round trip: it may not be cancelled
+		// before. It is held back only past the store's pending byte
+		// limit; then it waits a little, then the event is dropped.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), sharedAppendWait)
+		defer cancel()
+	}
+	seq, err := q.log.Append(ctx, ev.appendJSON(nil))
 	if err != nil {
-		// The memory budget is spent and this session holds events
-		// not handed out yet: this one goes, counted.
+		if errors.Is(err, core.ErrEnded) || errors.Is(err, core.ErrNotOwner) {
+			return // over, or another process writes it now
+		}
+		if q.failed != nil && !errors.Is(err, context.DeadlineExceeded) {
+			// The store failed: rather than drop events in silence, this
+			// process lets the session go (its lease lapses; once the
+			// store is back a process serving it takes it over).
+			q.warn("compat: event not stored; this process lets the session go", "err", err)
+			q.failed(err)
+			return
+		}
+		// The memory budget (or a shared store's pending byte limit) is
+		// spent and this session holds events not handed out yet: this
+		// one goes, counted.
 		q.dropped++
-		q.warn("compat: memory budget spent; event dropped", "err", err)
+		q.warn("compat: event queue full or store failed; event dropped", "err", err)
 		return
 	}
 	q.seq = seq
-	q.set(id)
+	q.set(q.base + seq)
+	if !q.exact {
+		q.boundLocked(q.limit)
+	}
 }
 
 // boundLocked removes the oldest events until at most n are held; those
-// no listener was handed count as dropped.
+// no listener was handed count as dropped (in memory; see take for a
+// shared store).
 func (q *queue) boundLocked(n int) {
-	for {
-		st := q.log.Stats()
-		if st.Frames <= max(n, 0) {
-			return
-		}
-		oldest := q.seq + 1 - uint64(st.Frames)
-		if oldest > st.Delivered {
-			// Never handed out: hand it to nobody, and count it.
-			q.log.Read(0, oldest-1, 0, 1, math.MaxInt)
-			q.dropped++
-		}
-		q.log.Ack(oldest)
+	n = max(n, 0)
+	if q.seq <= uint64(n) {
+		return
 	}
+	upTo := q.seq - uint64(n)
+	if upTo <= q.floor {
+		return
+	}
+	if q.exact {
+		st := q.log.Stats()
+		first := q.seq + 1 - uint64(st.Frames)
+		if upTo >= first {
+			if from := max(st.Delivered, first-1); upTo > from {
+				q.dropped += upTo - from // never handed out: counted
+			}
+			q.markDelivered(upTo)
+		}
+	} else if q.log.Stats().Acked < upTo { // else a listener freed them already
+		// A cursor past the end is refused without a change, naming the
+		// oldest seq held.
+		var re *core.ResetError
+		if _, err := q.log.Read(0, q.seq+1, 0, 1, 1); errors.As(err, &re) && upTo >= re.First {
+			q.markDelivered(upTo)
+		}
+	}
+	q.floor = upTo
+}
+
+// markDelivered hands the events up to seq upTo (all held) to nobody and
+// frees them.
+func (q *queue) markDelivered(upTo uint64) {
+	q.log.Read(0, upTo-1, 0, 1, math.MaxInt)
+	q.log.Ack(upTo)
 }
 
 // end marks the queue complete: listeners hand out what is left and stop.
@@ -174,7 +252,16 @@ func (q *queue) release() { q.log.Release() }
 func (q *queue) over() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if !q.exact {
+		return q.log.Ended() != nil && q.log.Drained()
+	}
 	return q.log.Ended() != nil && q.log.Stats().Delivered >= q.seq
+}
+
+func (q *queue) limitNow() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.limit
 }
 
 func (q *queue) setLimit(n int) {
@@ -187,65 +274,73 @@ func (q *queue) setLimit(n int) {
 	q.boundLocked(n)
 }
 
-// validCursor tells whether n can be a msg_id this events id handed out.
-func (q *queue) validCursor(n uint64) bool { return n <= q.last() }
+// validCursor tells whether n can be a msg_id this events id handed out:
+// one of an earlier session (from the start of this one), or one held.
+func (q *queue) validCursor(n uint64) bool { return n <= q.base || q.log.Has(n-q.base) }
 
-// seqOf is the log's cursor for msg_id n.
+// seqOf is the log's cursor for msg_id n (a valid cursor).
 func (q *queue) seqOf(n uint64) uint64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	if n <= q.base {
 		return 0 // before this session: from its start
 	}
-	return min(n-q.base, q.seq)
+	return n - q.base
 }
 
 // ack frees the events up to msg_id n: the client has them.
 func (q *queue) ack(n uint64) { q.log.Ack(q.seqOf(n)) }
 
 // take hands out up to limit events after msg_id cur (acknowledging them
-// too with ack) and returns them, how many more follow them, and whether
-// the queue has ended with nothing after them.
-func (q *queue) take(cur uint64, limit int, ack bool) (items []item, rest int, ended bool) {
+// too with ack) and returns them, how many more follow them, whether the
+// queue has ended with nothing after them, and how many events the bound
+// removed between cur and the first of them (skipped).
+func (q *queue) take(cur uint64, limit int, ack bool) (items []item, rest int, ended bool, skipped uint64) {
 	after := q.seqOf(cur)
 	for {
 		b, err := q.log.Read(0, after, 0, limit, math.MaxInt)
 		var re *core.ResetError
 		if errors.As(err, &re) {
 			if re.Reason != core.ReasonTrimmed {
-				return nil, 0, true // not a cursor of this log: nothing to give
+				return nil, 0, true, skipped // not a cursor of this log: nothing to give
 			}
+			skipped += re.First - 1 - after
 			after = re.First - 1 // gone from the window: go on after them
 			continue
+		}
+		if b.From > after {
+			skipped += b.From - after // freed before they were read here
 		}
 		last := max(after, b.From)
 		items = make([]item, len(b.Frames))
 		for i, f := range b.Frames {
-			items[i] = item{id: q.base + f.Seq, data: f.Data}
+			id := q.base + f.Seq
+			items[i] = item{id: id, data: withMsgID(nil, f.Data, id)}
 			last = f.Seq
 		}
 		if ack && len(b.Frames) > 0 {
 			q.log.Ack(last)
 		}
-		rest = int(b.Next - 1 - last)
-		return items, rest, err != nil || (rest == 0 && q.log.Ended() != nil)
+		rest = 0
+		if b.Next > last+1 {
+			rest = int(b.Next - 1 - last)
+		}
+		return items, rest, err != nil || (rest == 0 && q.log.Ended() != nil), skipped
 	}
 }
 
-// wait blocks until an event follows msg_id cur, the queue ends, tick
-// fires (core.ErrTick) or ctx is done.
 // notify calls f, once, on a goroutine of its own, when an event follows
 // cur or the queue ends.
 func (q *queue) notify(cur uint64, f func()) (stop func() bool) {
 	return q.log.Notify(q.seqOf(cur), 0, f)
 }
 
+// wait blocks until an event follows msg_id cur, the queue ends, tick
+// fires (core.ErrTick) or ctx is done.
 func (q *queue) wait(ctx context.Context, cur uint64, tick <-chan time.Time) error {
 	return q.log.Wait(ctx, q.seqOf(cur), 0, tick)
 }
 
 // cursor is where a listener that names no cursor starts: after what was
-// handed out already.
+// handed out already (on a shared store, as of its last sweep).
 func (q *queue) cursor() uint64 { return q.base + q.log.Stats().Delivered }
 
 func (q *queue) takeDropped() uint64 {

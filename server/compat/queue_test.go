@@ -11,7 +11,7 @@ import (
 
 func testQueue(budget *core.Budget) *queue {
 	var last atomic.Uint64
-	return newQueue(0, last.Load, last.Store, func(string, ...any) {}, budget)
+	return newMemoryQueue(0, last.Store, func(string, ...any) {}, budget)
 }
 
 func numbered(n int) event {
@@ -27,7 +27,7 @@ func TestQueueBound(t *testing.T) {
 	for n := 1; n <= 10; n++ {
 		q.push(numbered(n))
 	}
-	items, rest, ended := q.take(q.cursor(), 256, true)
+	items, rest, ended, _ := q.take(q.cursor(), 256, true)
 	if len(items) != 3 || items[0].id != 8 || items[2].id != 10 || rest != 0 || ended {
 		t.Fatalf("take: %v rest %d ended %v, want msg_ids 8..10", items, rest, ended)
 	}
@@ -38,7 +38,7 @@ func TestQueueBound(t *testing.T) {
 	for n := 11; n <= 16; n++ {
 		q.push(numbered(n))
 	}
-	items, _, _ = q.take(10, 2, false)
+	items, _, _, _ = q.take(10, 2, false)
 	if len(items) != 2 || items[0].id != 14 {
 		t.Fatalf("take after 10: %v, want 14, 15", items)
 	}
@@ -49,7 +49,7 @@ func TestQueueBound(t *testing.T) {
 		t.Fatalf("dropped %d, want 3 (11..13; 14 and 15 were handed out)", d)
 	}
 	q.end()
-	items, _, ended = q.take(15, 256, true)
+	items, _, ended, _ = q.take(15, 256, true)
 	if len(items) != 3 || !ended || !q.over() {
 		t.Fatalf("after end: %v ended %v over %v, want 16..18 and the end", items, ended, q.over())
 	}
@@ -60,7 +60,7 @@ func TestQueueBound(t *testing.T) {
 // counted, not queued silently past the budget.
 func TestQueueBudget(t *testing.T) {
 	ev := numbered(1)
-	size := len(ev.appendJSON(nil, 1))
+	size := len(ev.appendJSON(nil))
 	b := core.NewBudget(int64(2*size + size/2))
 	q := testQueue(b)
 	for n := 1; n <= 5; n++ {
@@ -69,7 +69,7 @@ func TestQueueBudget(t *testing.T) {
 	if used := b.Used(); used > int64(3*size) {
 		t.Fatalf("budget use %d, want at most %d", used, 3*size)
 	}
-	items, _, _ := q.take(q.cursor(), 256, true)
+	items, _, _, _ := q.take(q.cursor(), 256, true)
 	if got := len(items) + int(q.takeDropped()); got != 5 {
 		t.Fatalf("%d handed out + dropped, want 5", got)
 	}

@@ -113,16 +113,56 @@ type session struct {
 	ended    bool
 	freed    bool             // its place in the limits is given back
 	commands ratelimit.Bucket // command rate
+	upGen    uint64           // the consumer whose hooks count (see hooks)
+
+	shared *shared // on a shared store; nil in memory
+}
+
+// hooks returns the frame hook and event handler of a new upstream
+// consumer: once a later consumer replaces it (a takeover on a shared
+// store) or it is let go, what it reports is ignored.
+func (s *session) hooks() (func(cable.Frame), func(cable.Event)) {
+	s.mu.Lock()
+	s.upGen++
+	g := s.upGen
+	s.mu.Unlock()
+	current := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.upGen == g
+	}
+	return func(f cable.Frame) {
+			if current() {
+				s.onFrame(f)
+			}
+		}, func(ev cable.Event) {
+			if current() {
+				s.onEvent(ev)
+			}
+		}
+}
+
+// consumer returns the session's upstream consumer: nil while it is being
+// dialled, or on a process that does not own a shared session.
+func (s *session) consumer() *cable.Consumer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.c
 }
 
 func newSession(h *Handler, e *entry, unreserve func()) *session {
 	now := time.Now()
 	return &session{
 		h: h, e: e, id: newID(), unreserve: unreserve,
-		q:        newQueue(e.seq.Load(), e.seq.Load, e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
+		q:        newMemoryQueue(e.seq.Load(), e.seq.Store, h.cfg.logger.Warn, h.cfg.budget),
 		chans:    map[string]*channel{},
 		commands: ratelimit.Full(2*h.cfg.commandsPerSecond, now),
 	}
+}
+
+// newBucket returns a full command-rate bucket.
+func newBucket(h *Handler) ratelimit.Bucket {
+	return ratelimit.Full(2*h.cfg.commandsPerSecond, time.Now())
 }
 
 // onFrame is the consumer's frame hook: it runs on the upstream reader,
@@ -165,9 +205,11 @@ func (s *session) onFrame(f cable.Frame) {
 				return // the subscribe was repeated
 			}
 			ch.confirmed, ch.losses = true, 0
+			s.saveStateLocked()
 			ev.typ = "connected"
 		case protocol.TypeReject:
 			delete(s.chans, string(m.Identifier)) // the consumer drops it too
+			s.saveStateLocked()
 			ev.typ = "rejected"
 		default:
 			ev.typ = "received"
@@ -240,6 +282,7 @@ func (s *session) lostLocked(gen uint64, now time.Time, why reason) {
 			s.h.cfg.logger.Warn("compat: Rails dropped the connection while a subscribe waited, repeatedly; subscription given up",
 				"session", s.id, "identifier", string(ch.identifier), "losses", ch.losses)
 			delete(s.chans, string(ch.identifier))
+			s.saveStateLocked()
 			ch.withdraw()
 			if ch.sub != nil {
 				go ch.sub.Unsubscribe(context.Background()) // not on the reader: it takes the consumer's lock
@@ -278,6 +321,7 @@ func (s *session) finish(why reason) {
 	}
 	s.chans = map[string]*channel{}
 	s.ended = true
+	s.saveStateLocked()
 	s.q.end()
 }
 
@@ -294,23 +338,38 @@ func (s *session) stop(why reason) {
 
 // closeUpstream closes the session's upstream consumer.
 func (s *session) closeUpstream() {
-	if s.c != nil {
-		s.c.Close()
+	if c := s.consumer(); c != nil {
+		c.Close()
 	}
 }
 
 // release ends the session, closes its upstream and gives its place in the
 // limits back, once.
 func (s *session) release() {
+	if s.remote() {
+		// Owned elsewhere: this process only drops its handle.
+		s.mu.Lock()
+		freed := s.freed
+		s.freed = true
+		s.mu.Unlock()
+		if !freed {
+			s.shared.h.Close()
+		}
+		return
+	}
 	s.stop(reasonSessionEnded)
 	s.closeUpstream()
 	s.mu.Lock()
-	freed := s.freed
+	freed, unreserve := s.freed, s.unreserve
 	s.freed = true
 	s.mu.Unlock()
 	if !freed {
-		s.q.release()
-		s.unreserve()
+		if s.shared != nil {
+			s.releaseShared()
+		} else {
+			s.q.release()
+		}
+		unreserve()
 	}
 }
 
@@ -322,8 +381,9 @@ func (s *session) released() bool {
 
 func (s *session) isEnded() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ended
+	ended, remote := s.ended, s.shared != nil && s.c == nil
+	s.mu.Unlock()
+	return ended || remote && s.q.log.Ended() != nil
 }
 
 // touch records client activity.
@@ -380,16 +440,29 @@ func (s *session) subscribe(ident, chanID string) error {
 		return nil
 	}
 	s.chanSeq++
-	ctx, withdraw := context.WithCancel(context.Background())
-	ch := &channel{identifier: []byte(ident), chanID: chanID, order: s.chanSeq, since: s.gen, withdraw: withdraw, ready: make(chan struct{})}
+	ch := &channel{identifier: []byte(ident), chanID: chanID, order: s.chanSeq, since: s.gen, ready: make(chan struct{})}
 	s.chans[ident] = ch
+	s.saveStateLocked()
+	s.startLocked(ch)
+	s.h.stats.commands.Add(1)
+	return nil
+}
+
+// startLocked has the consumer subscribe ch. Call with mu held.
+func (s *session) startLocked(ch *channel) {
+	c, ident := s.c, string(ch.identifier)
+	ctx, withdraw := context.WithCancel(context.Background())
+	ch.withdraw = withdraw
 	// Subscribe returns at the first answer; the consumer keeps the
 	// subscription (resubscribing after reconnects) until it is
 	// unsubscribed, rejected or the consumer stops. Its messages reach
 	// the frame hook; the handler only drains them.
 	go func() {
 		defer close(ch.ready)
-		sub, err := s.c.Subscribe(ctx, ident, cable.WithHandler(cable.Handler{Received: func(protocol.Payload) {}}))
+		if c == nil {
+			return // let go meanwhile
+		}
+		sub, err := c.Subscribe(ctx, ident, cable.WithHandler(cable.Handler{Received: func(protocol.Payload) {}}))
 		if err != nil {
 			return // rejected (the hook reported it), withdrawn, or the consumer stopped
 		}
@@ -403,8 +476,6 @@ func (s *session) subscribe(ident, chanID string) error {
 			sub.Unsubscribe(context.Background())
 		}
 	}()
-	s.h.stats.commands.Add(1)
-	return nil
 }
 
 // unsubscribe removes identifier from the session's channels. Call with
@@ -416,6 +487,7 @@ func (s *session) unsubscribe(ctx context.Context, ident string) {
 	var sub *cable.Subscription
 	if ch != nil {
 		sub = ch.sub
+		s.saveStateLocked()
 	}
 	s.mu.Unlock()
 	if ch == nil {
