@@ -133,6 +133,8 @@ func (b *Bridge) Stats() Stats {
 		s.FramesOut += cs.EventsOut
 		s.Commands += cs.Commands
 		s.UpstreamReconnects += cs.UpstreamReconnects
+		s.Takeovers += cs.Takeovers
+		s.Forwarded += cs.Forwarded
 		for k, v := range cs.Refused {
 			s.Refused[k] += v
 		}
