@@ -88,3 +88,56 @@ for (const lib of ['8', '61']) {
     })
   })
 }
+
+// A page's first socket does not wait for the WebAssembly instance: here
+// the .wasm is held back by the browser's network layer until the test
+// releases it, and the official client connects, subscribes and performs
+// meanwhile; then Go adopts the socket, and the page goes on with it.
+describe('Chromium: the first socket while the .wasm is still on its way', () => {
+  test('connected, confirmed and echoed before the instance runs; one WebSocket, adopted', async () => {
+    const page = await browser.context.newPage()
+    const errors = []
+    page.on('pageerror', (e) => errors.push(e))
+    let release
+    const held = new Promise((r) => { release = r })
+    let wasmAsked = 0
+    await page.route(/\.wasm$/, async (route) => {
+      wasmAsked++
+      await held
+      await route.continue()
+    })
+    await page.addInitScript(() => {
+      const WS = globalThis.WebSocket
+      window.made = 0
+      globalThis.WebSocket = class extends WS {
+        constructor(...args) {
+          super(...args)
+          window.made++
+        }
+      }
+    })
+    const next = (kind) => page.waitForFunction((kind) => {
+      const i = events.findIndex((e) => e.kind === kind)
+      return i >= 0 && events.splice(i, 1)[0]
+    }, kind, { timeout: 20000, polling: 20 }).then((h) => h.jsonValue())
+    page.on('console', (m) => { if (process.env.CABLEWAY_DEBUG) console.log('[page]', m.text()) })
+    try {
+      await page.goto(`${site.url}/js/test/early.html?cable=${encodeURIComponent(`${rails.ws}?token=secret-early`)}`)
+      assert.deepEqual((await next('received')).data, { params: { lib: 'early' } })
+      await next('connected')
+      await page.evaluate(() => sub.perform('echo', { n: 1 }))
+      assert.deepEqual((await next('received')).data, { n: 1, user: 'early' })
+      assert.ok(wasmAsked <= 1, 'the .wasm is fetched once at most, and was held back all along')
+      release()
+      assert.equal(await page.evaluate(() => loaded()), true) // Go runs now
+      await page.evaluate(() => sub.perform('echo', { n: 2 }))
+      assert.deepEqual((await next('received')).data, { n: 2, user: 'early' })
+      assert.equal(await page.evaluate(() => window.made), 1, 'one WebSocket: Go adopted the early one')
+      assert.equal(wasmAsked, 1)
+      assert.deepEqual(errors.map(String), [])
+    } finally {
+      release()
+      await page.close()
+    }
+  })
+})
