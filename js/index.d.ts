@@ -58,10 +58,11 @@ export interface LoadOptions {
   wasmURL?: string | URL
   /**
    * The WebAssembly module, or a promise of it, compiled by the page: e.g.
-   * `WebAssembly.compileStreaming(fetch('…/cableway.<hash>.wasm'))` in an
-   * inline script in `<head>`, which starts before the package's modules
-   * have arrived. Used once: if it fails, `load()` rejects saying so, and
-   * the next use compiles from `wasmURL`.
+   * `WebAssembly.compileStreaming(fetch('…/cableway.<hash>.wasm'))`. Used
+   * once: if it fails, `load()` rejects saying so, and the next use
+   * compiles from `wasmURL`. Without it the loader fetches the module once
+   * the first sockets' handshakes are done (they do not wait for it; see
+   * js/README.md, Starting fast).
    */
   wasmModule?: WebAssembly.Module | PromiseLike<WebAssembly.Module>
   /**
