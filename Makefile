@@ -64,7 +64,14 @@ js:
 ## bench: one table measured in one run on this machine (`go run ./internal/bench/table -h`): Go
 ## clients and Node's official client on one Go feed, the drop-in in Chromium, the bridge vs direct;
 ## then the bridge under load (internal/bench/bridgeload: K SSE sessions through the real binary,
-## failing on any lost frame). ## soak: the bridge's soaks (issue #12, RELIABILITY.md): 1k and 5k sessions (a fifth long-polling) under
+## failing on any lost frame).
+bench: deps
+	node js/build.mjs
+	bash js/scripts/deps.sh
+	$(GO) run ./internal/bench/table
+	$(GO) run ./internal/bench/bridgeload -fail-on-loss
+
+## soak: the bridge's soaks (issue #12, RELIABILITY.md): 1k and 5k sessions (a fifth long-polling) under
 ## a broadcast every second, 9k (the most 20000 descriptors per process hold) every 5 s; 10 minutes each
 .PHONY: soak
 soak:
@@ -72,13 +79,7 @@ soak:
 	$(GO) run ./internal/bench/bridgeload -soak 10m -k 5000 -soak-every 1s -longpoll 0.2
 	$(GO) run ./internal/bench/bridgeload -soak 10m -k 9000 -per-ip 90 -soak-every 5s -longpoll 0.2 -ack 5s -ack-workers 8
 
-bench-micro: the Go micro-benchmarks.
-bench: deps
-	node js/build.mjs
-	bash js/scripts/deps.sh
-	$(GO) run ./internal/bench/table
-	$(GO) run ./internal/bench/bridgeload -fail-on-loss
-
+## bench-micro: the Go micro-benchmarks.
 bench-micro:
 	$(GO) test -run='^$$' -bench=. -benchmem ./sdk/...
 
