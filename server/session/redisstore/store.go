@@ -6,13 +6,14 @@
 // that holds the session's upstream connection.
 //
 // Each session is three keys in Redis: a hash of the log's counters and
-// the session's metadata, a Stream of its frames (entry IDs are the
-// frames' seqs, so cursors stay the bridge's numbers) and its owner lease.
+// the session's metadata, a List of its frames (the oldest held first:
+// a frame's seq is its index plus the oldest seq, so cursors stay the
+// bridge's numbers) and its owner lease.
 // The log keeps the in-memory log's contract (server/session.Log): the
 // writer is held back past the pending limit, delivered frames are kept
 // until acknowledged within the resume window, a reader asking for
 // trimmed frames gets a *session.ResetError. Every change is one Lua
-// script, so the counters and the Stream never disagree. Waiting readers
+// script, so the counters and the List never disagree. Waiting readers
 // are woken through Redis pub/sub: each process holds one subscription
 // connection, subscribed to the channels of the sessions it has open,
 // and one goroutine reads it; no goroutine per session.
@@ -268,7 +269,7 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// keys of session id: meta hash, frame stream, owner lease; and its
+// keys of session id: meta hash, frame list, owner lease; and its
 // event channel.
 func (s *Store) keys(id string) ([]string, string) {
 	base := s.cfg.prefix + "{" + id + "}:"
