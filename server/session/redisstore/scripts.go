@@ -45,6 +45,13 @@ local function drop(upto, dl, f)
 end
 `
 
+// Events published on a session's channel (readers learn the log's state
+// from them without asking Redis): "a <n>" a frame was appended (n the
+// seq the next one gets; "a <n> e": the final frame, the log ended), "p
+// <pn>" a keep-alive (pn of them so far), "e" ended, "d" a reader took
+// frames, "x" the session was deleted, "k<kind> <node> <num>" a
+// downstream attached.
+
 // appendScript: ARGV = data, max pending frames, max pending bytes, ttl
 // ms, node, final (0/1), event channel, end reason. It answers {seq},
 // {0} when the pending limit holds it back, {-1, reason} once ended, {-2}
@@ -64,7 +71,11 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'n', n + 1, 'pb', pb + len, 'b', b + len)
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'e', ARGV[8]) end
 refresh(tonumber(ARGV[4]))
-redis.call('PUBLISH', ARGV[7], 'a')
+if ARGV[6] == '1' then
+  redis.call('PUBLISH', ARGV[7], 'a ' .. (n + 1) .. ' e')
+else
+  redis.call('PUBLISH', ARGV[7], 'a ' .. (n + 1))
+end
 return {n}
 `)
 
@@ -182,9 +193,9 @@ var pingScript = redis.NewScript(luaLib + `
 if redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[4] then return -3 end
 redis.call('HSET', KEYS[1], 'p', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'pn', 1)
+local pn = redis.call('HINCRBY', KEYS[1], 'pn', 1)
 refresh(tonumber(ARGV[3]))
-redis.call('PUBLISH', ARGV[2], 'p')
+redis.call('PUBLISH', ARGV[2], 'p ' .. pn)
 return 1
 `)
 

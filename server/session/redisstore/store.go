@@ -327,18 +327,20 @@ func (s *Store) dispatch(msgs <-chan any) {
 			if m.Kind != "subscribe" {
 				continue
 			}
+			again := false
 			s.mu.Lock()
 			if ch, ok := s.subWait[m.Channel]; ok {
 				select {
 				case <-ch:
+					again = true
 				default:
 					close(ch)
 				}
 			}
 			h := s.handles[m.Channel]
 			s.mu.Unlock()
-			if h != nil { // a resubscription after a reconnect: events may have been missed
-				h.broadcast()
+			if h != nil && again { // a resubscription after a reconnect: events may have been missed
+				h.invalidate()
 			}
 		case *redis.Message:
 			if m.Channel == s.nodeCh {
@@ -355,7 +357,7 @@ func (s *Store) dispatch(msgs <-chan any) {
 				h.remoteKick(m.Payload)
 				continue
 			}
-			h.broadcast()
+			h.event(m.Payload)
 		}
 	}
 }
@@ -476,6 +478,11 @@ func (s *Store) Create(ctx context.Context, id string, m session.Meta) (session.
 		s.rdb.Del(context.Background(), h.keys...)
 		return nil, err
 	}
+	h.mu.Lock()
+	if h.gen == 0 { // a new log, no event missed since
+		h.known = knownState{n: 1, valid: true}
+	}
+	h.mu.Unlock()
 	return h, nil
 }
 
@@ -487,22 +494,45 @@ func (s *Store) Open(ctx context.Context, id string) (session.SharedFrames, sess
 	if err := s.register(ctx, h); err != nil {
 		return nil, session.Meta{}, err
 	}
-	m, err := s.Meta(ctx, id)
+	h.mu.Lock()
+	gen := h.gen
+	h.mu.Unlock()
+	vals, err := s.rdb.HMGet(ctx, h.keys[0], append(metaFields(), "n", "pn", "e")...).Result()
+	if err != nil {
+		h.Close()
+		return nil, session.Meta{}, fmt.Errorf("redisstore: %w", err)
+	}
+	m, err := parseMeta(id, vals)
 	if err != nil {
 		h.Close()
 		return nil, session.Meta{}, err
 	}
+	k := len(metaFields())
+	n, _ := strconv.ParseUint(str(vals[k]), 10, 64)
+	pn, _ := strconv.ParseUint(str(vals[k+1]), 10, 64)
+	h.mu.Lock()
+	h.learnLocked(n, pn, vals[k+2] != nil)
+	h.known.valid = h.gen == gen
+	h.mu.Unlock()
 	return h, m, nil
 }
+
+// metaFields returns the meta hash's fields parseMeta reads.
+func metaFields() []string { return []string{"tok", "ep", "ip", "up", "hdr", "cs", "st"} }
 
 // Meta reads session id's metadata (session.ErrUnknownSession when there
 // is no such session).
 func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
 	keys, _ := s.keys(id)
-	vals, err := s.rdb.HMGet(ctx, keys[0], "tok", "ep", "ip", "up", "hdr", "cs", "st").Result()
+	vals, err := s.rdb.HMGet(ctx, keys[0], metaFields()...).Result()
 	if err != nil {
 		return session.Meta{}, fmt.Errorf("redisstore: %w", err)
 	}
+	return parseMeta(id, vals)
+}
+
+// parseMeta makes a Meta of the values of metaFields.
+func parseMeta(id string, vals []any) (session.Meta, error) {
 	if vals[0] == nil {
 		return session.Meta{}, session.ErrUnknownSession
 	}
