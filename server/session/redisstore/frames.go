@@ -47,6 +47,7 @@ type Frames struct {
 	// make it valid again.
 	known knownState
 	gen   uint64
+	retry *time.Timer // a takeover attempt as the owner's lease expires
 
 	// Figures cached by the sweep (one pipeline per sweep for every handle).
 	figures  session.Stats
@@ -319,6 +320,10 @@ func (h *Frames) Close() {
 		return
 	}
 	h.closed = true
+	if h.retry != nil {
+		h.retry.Stop()
+		h.retry = nil
+	}
 	h.mu.Unlock()
 	h.owned.Store(false)
 	s := h.st

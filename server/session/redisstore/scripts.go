@@ -210,11 +210,13 @@ return 0
 `)
 
 // acquireScript: ARGV = node, lease ms. It takes the lease of an open
-// session that has none (its owner died): 1 if taken.
+// session that has none (its owner died): 1 if taken, 0 if the session
+// is gone or ended, -1-t when another process holds the lease for t ms
+// more (so that the caller tries again as it expires).
 var acquireScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
+return -1 - math.max(redis.call('PTTL', KEYS[3]), 0)
 `)
 
 // redisNil is Redis's "no such key" answer.

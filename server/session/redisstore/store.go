@@ -612,6 +612,40 @@ func (s *Store) sweep() {
 	}
 }
 
+// acquireAt tries to take h's lease again once the one another process
+// holds expires in d, when that comes before the next sweep: a dead
+// owner's session is taken over as soon as its lease allows, not up to a
+// sweep later.
+func (s *Store) acquireAt(h *Frames, d time.Duration) {
+	if d >= s.cfg.lease/3 {
+		return // the next sweep comes first
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.retry != nil || h.closed {
+		return
+	}
+	h.retry = time.AfterFunc(d+2*time.Millisecond, func() {
+		h.mu.Lock()
+		h.retry = nil
+		h.mu.Unlock()
+		if s.ctx.Err() != nil || h.owned.Load() || !h.wantsLease(time.Now(), s.cfg.lease) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.lease/3)
+		defer cancel()
+		got, err := acquireScript.Run(ctx, s.rdb, h.keys, s.cfg.node, s.cfg.lease.Milliseconds()).Int()
+		if err != nil {
+			s.stats.errors.Add(1)
+			return
+		}
+		if got == 1 && !h.owned.Load() {
+			s.stats.acquired.Add(1)
+			h.setOwned(true)
+		}
+	})
+}
+
 func (s *Store) sweepOnce() {
 	s.mu.Lock()
 	handles := make([]*Frames, 0, len(s.handles))
@@ -670,6 +704,8 @@ func (s *Store) sweepOnce() {
 				case !p.owned && got == 1:
 					s.stats.acquired.Add(1)
 					p.h.setOwned(true)
+				case !p.owned && got < 0:
+					s.acquireAt(p.h, time.Duration(-1-got)*time.Millisecond)
 				}
 			}
 		}
