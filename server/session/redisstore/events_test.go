@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +70,33 @@ func TestEventMissedDuringReconnect(t *testing.T) {
 	bt, err := r.Read(1, 1, 0, 10, 1<<20)
 	if err != nil || len(bt.Frames) != 1 || bt.Frames[0].Seq != 2 || string(bt.Frames[0].Data) != "2" {
 		t.Fatalf("Read = %+v, %v", bt, err)
+	}
+}
+
+// TestBadRecord: a session whose metadata record in Redis is not one the
+// store wrote is refused with an error naming it, not a panic or a
+// half-read session; a session whose record is gone is unknown.
+func TestBadRecord(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newStore(t, srv, "a", defaults)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Create(ctx, "s", session.Meta{Token: "t", Header: map[string][]string{"Authorization": {"Bearer x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := a.Meta(ctx, "s"); err != nil || m.Token != "t" || m.Header["Authorization"][0] != "Bearer x" {
+		t.Fatalf("Meta = %+v, %v", m, err)
+	}
+	rdb := a.Client()
+	rdb.Set(ctx, "cableway:{s}:c", "{not json", 0)
+	if _, err := a.Meta(ctx, "s"); err == nil || !strings.Contains(err.Error(), "bad record") {
+		t.Fatalf("Meta of a bad record = %v", err)
+	}
+	if _, _, err := a.Open(ctx, "s"); err == nil || !strings.Contains(err.Error(), "bad record") {
+		t.Fatalf("Open of a bad record = %v", err)
+	}
+	rdb.Del(ctx, "cableway:{s}:c")
+	if _, err := a.Meta(ctx, "s"); !errors.Is(err, session.ErrUnknownSession) {
+		t.Fatalf("Meta with no record = %v", err)
 	}
 }

@@ -2,8 +2,8 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS = {meta hash, frame list, owner lease} of one
-// session. The meta hash holds the log's counters:
+// Every script takes KEYS = {meta hash, frame list, owner lease, record}
+// of one session. The meta hash holds the log's counters:
 //
 //	n  the seq the next frame gets      f  the oldest seq held (n when empty)
 //	dl the highest seq delivered        ak the highest seq acknowledged
@@ -13,7 +13,8 @@ import "github.com/redis/go-redis/v9"
 //	pn keep-alives seen                 p  the latest keep-alive
 //	seen the last client activity (ms)
 //
-// and the bridge's metadata (tok, ep, ip, up, hdr, cs). The frame list
+// and the bridge's metadata that changes (cs, st, k<kind>; the rest is
+// the record, JSON, see record). The frame list
 // holds the frames f … n-1 in order (the frame of seq s at index s-f): a
 // List, not a Stream, because a Stream preallocates a 4 KB node per key,
 // which an idle session holding one frame would pay for.
@@ -27,6 +28,7 @@ end
 local function refresh(ttl)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
 end
 -- drop removes the frames f … upto (f the oldest held); it returns the
 -- bytes and the undelivered bytes freed, and how many frames went.

@@ -5,11 +5,10 @@
 // the client's cursor, and commands POSTed to any process reach the one
 // that holds the session's upstream connection.
 //
-// Each session is three keys in Redis: a hash of the log's counters and
-// the session's metadata, a List of its frames (the oldest held first:
-// a frame's seq is its index plus the oldest seq, so cursors stay the
-// bridge's numbers) and its owner lease.
-// The log keeps the in-memory log's contract (server/session.Log): the
+// Each session is four keys in Redis: a hash of the log's counters, a
+// List of its frames (the oldest held first: a frame's seq is its index
+// plus the oldest seq's, so cursors stay the bridge's numbers), its owner
+// lease and a string of its metadata. The log keeps the in-memory log's contract (server/session.Log): the
 // writer is held back past the pending limit, delivered frames are kept
 // until acknowledged within the resume window, a reader asking for
 // trimmed frames gets a *session.ResetError. Every change is one Lua
@@ -269,11 +268,11 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// keys of session id: meta hash, frame list, owner lease; and its
-// event channel.
+// keys of session id: meta hash, frame list, owner lease, record (see
+// record); and its event channel.
 func (s *Store) keys(id string) ([]string, string) {
 	base := s.cfg.prefix + "{" + id + "}:"
-	return []string{base + "m", base + "s", base + "o"}, base + "e"
+	return []string{base + "m", base + "s", base + "o", base + "c"}, base + "e"
 }
 
 // subscribe adds channel to the store's subscription and waits until
@@ -460,14 +459,17 @@ func (s *Store) NewFrames(id string) session.Frames {
 // process.
 func (s *Store) Create(ctx context.Context, id string, m session.Meta) (session.SharedFrames, error) {
 	h := s.handle(id)
-	hdr, _ := json.Marshal(m.Header)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	rec, err := json.Marshal(record{Token: m.Token, Epoch: m.Epoch, IP: m.IP, Upstream: m.Upstream, Header: m.Header})
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: create: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, h.keys...)
 		p.HSet(ctx, h.keys[0], "n", 1, "f", 1, "dl", 0, "ak", 0, "b", 0, "pb", 0, "tr", 0, "pn", 0,
-			"tok", m.Token, "ep", m.Epoch, "ip", m.IP, "up", m.Upstream, "hdr", hdr, "cs", m.Acked, "st", m.State,
-			"seen", time.Now().UnixMilli())
+			"cs", m.Acked, "st", m.State, "seen", time.Now().UnixMilli())
 		p.PExpire(ctx, h.keys[0], s.cfg.ttl)
 		p.Set(ctx, h.keys[2], s.cfg.node, s.cfg.lease)
+		p.Set(ctx, h.keys[3], rec, s.cfg.ttl)
 		return nil
 	})
 	if err != nil {
@@ -497,59 +499,69 @@ func (s *Store) Open(ctx context.Context, id string) (session.SharedFrames, sess
 	h.mu.Lock()
 	gen := h.gen
 	h.mu.Unlock()
-	vals, err := s.rdb.HMGet(ctx, h.keys[0], append(metaFields(), "n", "pn", "e")...).Result()
-	if err != nil {
-		h.Close()
-		return nil, session.Meta{}, fmt.Errorf("redisstore: %w", err)
-	}
-	m, err := parseMeta(id, vals)
+	m, vals, err := s.readMeta(ctx, id, h.keys, "n", "pn", "e")
 	if err != nil {
 		h.Close()
 		return nil, session.Meta{}, err
 	}
-	k := len(metaFields())
-	n, _ := strconv.ParseUint(str(vals[k]), 10, 64)
-	pn, _ := strconv.ParseUint(str(vals[k+1]), 10, 64)
+	n, _ := strconv.ParseUint(str(vals[0]), 10, 64)
+	pn, _ := strconv.ParseUint(str(vals[1]), 10, 64)
 	h.mu.Lock()
-	h.learnLocked(n, pn, vals[k+2] != nil)
+	h.learnLocked(n, pn, vals[2] != nil)
 	h.known.valid = h.gen == gen
 	h.mu.Unlock()
 	return h, m, nil
 }
 
-// metaFields returns the meta hash's fields parseMeta reads.
-func metaFields() []string { return []string{"tok", "ep", "ip", "up", "hdr", "cs", "st"} }
+// record is what a session's record key holds: its metadata that never
+// changes, apart from the meta hash so that the hash stays small enough
+// for Redis's compact encoding (a value over 64 bytes, such as a header,
+// would make it a hash table several times its size).
+type record struct {
+	Token    string              `json:"t"`
+	Epoch    uint32              `json:"e"`
+	IP       string              `json:"i,omitempty"`
+	Upstream string              `json:"u,omitempty"`
+	Header   map[string][]string `json:"h,omitempty"`
+}
+
+// readMeta reads session id's metadata (session.ErrUnknownSession when
+// there is no such session) and the meta hash's fields extra, in one
+// round trip.
+func (s *Store) readMeta(ctx context.Context, id string, keys []string, extra ...string) (session.Meta, []any, error) {
+	var rec *redis.StringCmd
+	var fields *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.Get(ctx, keys[3])
+		fields = p.HMGet(ctx, keys[0], append([]string{"cs", "st"}, extra...)...)
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return session.Meta{}, nil, fmt.Errorf("redisstore: %w", err)
+	}
+	vals := fields.Val()
+	raw, err := rec.Bytes()
+	if isNil(err) || len(vals) < 2 || vals[0] == nil {
+		return session.Meta{}, nil, session.ErrUnknownSession
+	}
+	var r record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return session.Meta{}, nil, fmt.Errorf("redisstore: session %s: bad record: %w", id, err)
+	}
+	m := session.Meta{Token: r.Token, Epoch: r.Epoch, IP: r.IP, Upstream: r.Upstream, Header: r.Header}
+	m.Acked, _ = strconv.ParseUint(str(vals[0]), 10, 64)
+	if st := str(vals[1]); st != "" {
+		m.State = []byte(st)
+	}
+	return m, vals[2:], nil
+}
 
 // Meta reads session id's metadata (session.ErrUnknownSession when there
 // is no such session).
 func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
 	keys, _ := s.keys(id)
-	vals, err := s.rdb.HMGet(ctx, keys[0], metaFields()...).Result()
-	if err != nil {
-		return session.Meta{}, fmt.Errorf("redisstore: %w", err)
-	}
-	return parseMeta(id, vals)
-}
-
-// parseMeta makes a Meta of the values of metaFields.
-func parseMeta(id string, vals []any) (session.Meta, error) {
-	if vals[0] == nil {
-		return session.Meta{}, session.ErrUnknownSession
-	}
-	var m session.Meta
-	m.Token, m.IP, m.Upstream = str(vals[0]), str(vals[2]), str(vals[3])
-	ep, _ := strconv.ParseUint(str(vals[1]), 10, 32)
-	m.Acked, _ = strconv.ParseUint(str(vals[5]), 10, 64)
-	m.Epoch = uint32(ep)
-	if st := str(vals[6]); st != "" {
-		m.State = []byte(st)
-	}
-	if hdr := str(vals[4]); hdr != "" && hdr != "null" {
-		if err := json.Unmarshal([]byte(hdr), &m.Header); err != nil {
-			return session.Meta{}, fmt.Errorf("redisstore: session %s: bad header record: %w", id, err)
-		}
-	}
-	return m, nil
+	m, _, err := s.readMeta(ctx, id, keys)
+	return m, err
 }
 
 func str(v any) string { s, _ := v.(string); return s }
@@ -682,6 +694,7 @@ func (s *Store) sweepOnce() {
 				p.HSet(ctx, h.keys[0], "seen", now.UnixMilli())
 				p.PExpire(ctx, h.keys[0], s.cfg.ttl)
 				p.PExpire(ctx, h.keys[1], s.cfg.ttl)
+				p.PExpire(ctx, h.keys[3], s.cfg.ttl)
 			}
 			ps[i].figure = p.HMGet(ctx, h.keys[0], "n", "f", "dl", "ak", "b", "tr", "dr", "e", "seen")
 		}
