@@ -211,8 +211,11 @@ func (h *Frames) Append(ctx context.Context, data []byte) (uint64, error) {
 		h.mu.Lock()
 		ch := h.changedLocked() // before the check: no change is missed
 		h.mu.Unlock()
-		res, err := appendScript.Run(ctx, h.st.rdb, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
-			h.ttl(), h.st.cfg.node, 0, h.ch, "").Slice()
+		res, err := h.st.runAppend(ctx, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
+			h.ttl(), h.st.cfg.node, 0, h.ch, "")
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return 0, err // never sent
+		}
 		if err != nil {
 			return 0, fmt.Errorf("redisstore: append: %w", err)
 		}
@@ -250,7 +253,7 @@ func (h *Frames) Final(data []byte) {
 	}
 	ctx, cancel := h.ctx()
 	defer cancel()
-	if err := appendScript.Run(ctx, h.st.rdb, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()).Err(); err != nil {
+	if _, err := h.st.runAppend(ctx, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()); err != nil {
 		h.st.cfg.logger.Warn("redisstore: final frame lost", "session", h.id, "err", err)
 	}
 }

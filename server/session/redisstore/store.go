@@ -156,6 +156,10 @@ type Store struct {
 	serve   func(context.Context, []byte) []byte
 	closed  bool
 
+	amu       sync.Mutex
+	aq        []*appendReq // appends waiting for the one on its way (appender.go)
+	aflushing bool         // an append is on its way
+
 	stats counters
 }
 

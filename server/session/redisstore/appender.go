@@ -1,0 +1,116 @@
+package redisstore
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Appends of every session of a store are grouped: an append made while
+// another is on its way to Redis waits for it to come back and goes with
+// every append queued meanwhile, in one pipeline (one round trip for all
+// of them, one write and one read for Redis). Each Append still returns
+// only once its own frame is in Redis (or refused): the contract is the
+// same, the cost of many sessions appending at once is not. One session
+// alone pays nothing for it: its append is sent at once, on its own
+// goroutine.
+
+// appendReq is one run of appendScript.
+type appendReq struct {
+	keys []string
+	args []any
+	res  []any
+	err  error
+	done chan struct{}
+}
+
+// runAppend runs appendScript for keys with args, grouped with the
+// appends queued meanwhile. ctx only bounds the wait in the queue: an
+// append sent to Redis is waited for (for at most 10 s), so that its
+// answer says whether the frame was appended.
+func (s *Store) runAppend(ctx context.Context, keys []string, args ...any) ([]any, error) {
+	r := &appendReq{keys: keys, args: args, done: make(chan struct{})}
+	s.amu.Lock()
+	s.aq = append(s.aq, r)
+	lead := !s.aflushing
+	s.aflushing = true
+	s.amu.Unlock()
+	if lead {
+		// This goroutine sends the queue (its own append, maybe more);
+		// appends queued while it was on its way go on a goroutine of
+		// their own, so that this one's caller goes on.
+		if !s.flushOnce() {
+			go s.flush()
+		}
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		s.amu.Lock()
+		if i := slices.Index(s.aq, r); i >= 0 { // still queued: never sent
+			s.aq = slices.Delete(s.aq, i, i+1)
+			s.amu.Unlock()
+			return nil, ctx.Err()
+		}
+		s.amu.Unlock()
+		<-r.done
+	}
+	return r.res, r.err
+}
+
+// flush sends the queue until it is empty.
+func (s *Store) flush() {
+	for !s.flushOnce() {
+	}
+}
+
+// flushOnce sends what is queued in one round trip; it reports whether
+// the queue was empty after it (and no flush is running any more).
+func (s *Store) flushOnce() bool {
+	s.amu.Lock()
+	batch := s.aq
+	s.aq = nil
+	s.amu.Unlock()
+	if len(batch) > 0 {
+		s.sendAppends(batch)
+	}
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if len(s.aq) == 0 {
+		s.aflushing = false
+		return true
+	}
+	return false
+}
+
+func (s *Store) sendAppends(batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	if len(batch) == 1 {
+		r := batch[0]
+		r.res, r.err = appendScript.Run(ctx, s.rdb, r.keys, r.args...).Slice()
+		return
+	}
+	cmds := make([]*redis.Cmd, len(batch))
+	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range batch {
+			cmds[i] = appendScript.EvalSha(ctx, p, r.keys, r.args...)
+		}
+		return nil
+	})
+	for i, r := range batch {
+		r.res, r.err = cmds[i].Slice()
+		if r.err != nil && redis.HasErrorPrefix(r.err, "NOSCRIPT") {
+			// Not run (Redis lost its scripts: a restart): once more,
+			// in order, loading the script.
+			r.res, r.err = appendScript.Run(ctx, s.rdb, r.keys, r.args...).Slice()
+		}
+	}
+}
