@@ -194,9 +194,11 @@ func endError(reason string) error {
 	return fmt.Errorf("%w: %s", session.ErrEnded, reason)
 }
 
-// Append adds data as the next frame (see session.Log.Append). It returns
-// session.ErrNotOwner once this process lost the session's lease, and the
-// Redis error when Redis fails.
+// Append adds data as the next frame (see session.Log.Append): it returns
+// once the frame is in Redis, where a reader on any process may read it.
+// It returns session.ErrNotOwner once this process lost the session's
+// lease, and the Redis error when Redis fails; ctx done while the append
+// waits for its turn or for readers: ctx.Err(), and nothing was appended.
 func (h *Frames) Append(ctx context.Context, data []byte) (uint64, error) {
 	if h.failedBy != nil {
 		return 0, h.failedBy
@@ -211,7 +213,7 @@ func (h *Frames) Append(ctx context.Context, data []byte) (uint64, error) {
 		h.mu.Lock()
 		ch := h.changedLocked() // before the check: no change is missed
 		h.mu.Unlock()
-		res, err := h.st.runAppend(ctx, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
+		res, err := h.st.runGrouped(ctx, appendScript, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
 			h.ttl(), h.st.cfg.node, 0, h.ch, "")
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return 0, err // never sent
@@ -253,7 +255,7 @@ func (h *Frames) Final(data []byte) {
 	}
 	ctx, cancel := h.ctx()
 	defer cancel()
-	if _, err := h.st.runAppend(ctx, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()); err != nil {
+	if _, err := h.st.runGrouped(ctx, appendScript, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()); err != nil {
 		h.st.cfg.logger.Warn("redisstore: final frame lost", "session", h.id, "err", err)
 	}
 }
@@ -352,8 +354,8 @@ func (h *Frames) Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (ses
 	h.markWanted()
 	ctx, cancel := h.ctx()
 	defer cancel()
-	res, err := readScript.Run(ctx, h.st.rdb, h.keys, ack, after, pingSeen, maxFrames, maxBytes,
-		h.st.cfg.windowBytes, h.ttl(), h.ch).Slice()
+	res, err := h.st.runGrouped(ctx, readScript, h.keys, ack, after, pingSeen, maxFrames, maxBytes,
+		h.st.cfg.windowBytes, h.ttl(), h.ch)
 	if err != nil {
 		return session.Batch{}, fmt.Errorf("redisstore: read: %w", err)
 	}

@@ -17,6 +17,18 @@
 // connection, subscribed to the channels of the sessions it has open,
 // and one goroutine reads it; no goroutine per session.
 //
+// # Round trips
+//
+// An Append is one round trip to Redis, and returns once its frame is
+// there (a reader on any process may read it then), as with the memory
+// log; the appends and reads of all the sessions of a process that are
+// made while others are on their way go together in one pipeline. A
+// session's events carry what changed (the next seq, the keep-alive
+// count), so a woken reader knows without asking Redis whether there is
+// news: a delivery costs the append's round trip and the read's. One
+// session's throughput is bound by the append's round trip, since the
+// bridge appends a session's frames one at a time.
+//
 // # Failure model
 //
 // The process that created a session (its owner) holds its upstream
@@ -24,7 +36,9 @@
 // lease. Its appends are fenced by the lease: a process that lost it (a
 // pause longer than the lease, a partition) cannot write. When the owner
 // dies its lease expires; a process serving one of the session's
-// downstreams takes the lease (OnOwnership) and redials, and the frames
+// downstreams takes the lease as it expires (its sweep, every third of
+// the lease, sees how long the lease has left and tries again then;
+// OnOwnership) and redials, and the frames
 // already in Redis stay readable throughout: the seq goes on. Frames
 // Rails sent the dead owner but that were not in Redis yet are lost, as
 // are broadcasts made before the new upstream's subscriptions are
@@ -157,8 +171,8 @@ type Store struct {
 	closed  bool
 
 	amu       sync.Mutex
-	aq        []*appendReq // appends waiting for the one on its way (appender.go)
-	aflushing bool         // an append is on its way
+	aq        []*scriptReq // scripts waiting for the ones on their way (grouped.go)
+	aflushing bool         // scripts are on their way
 
 	stats counters
 }

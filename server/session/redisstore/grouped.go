@@ -8,38 +8,38 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Appends of every session of a store are grouped: an append made while
-// another is on its way to Redis waits for it to come back and goes with
-// every append queued meanwhile, in one pipeline (one round trip for all
-// of them, one write and one read for Redis). Each Append still returns
-// only once its own frame is in Redis (or refused): the contract is the
-// same, the cost of many sessions appending at once is not. One session
-// alone pays nothing for it: its append is sent at once, on its own
-// goroutine.
+// The appends and reads of every session of a store are grouped: one
+// made while another is on its way to Redis waits for it to come back and
+// goes with every one queued meanwhile, in one pipeline (one round trip
+// for all of them, one write and one read for Redis). Each Append or Read
+// still returns only once its own script ran: the contract is the same,
+// the cost of many sessions busy at once is not. One session alone pays
+// nothing for it: its call is sent at once, on its own goroutine.
 
-// appendReq is one run of appendScript.
-type appendReq struct {
-	keys []string
-	args []any
-	res  []any
-	err  error
-	done chan struct{}
+// scriptReq is one run of a script.
+type scriptReq struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	res    []any
+	err    error
+	done   chan struct{}
 }
 
-// runAppend runs appendScript for keys with args, grouped with the
-// appends queued meanwhile. ctx only bounds the wait in the queue: an
-// append sent to Redis is waited for (for at most 10 s), so that its
-// answer says whether the frame was appended.
-func (s *Store) runAppend(ctx context.Context, keys []string, args ...any) ([]any, error) {
-	r := &appendReq{keys: keys, args: args, done: make(chan struct{})}
+// runGrouped runs script for keys with args, grouped with the scripts
+// queued meanwhile. ctx only bounds the wait in the queue: a script sent
+// to Redis is waited for (for at most 10 s), so that its answer says
+// whether it ran (whether a frame was appended, say).
+func (s *Store) runGrouped(ctx context.Context, script *redis.Script, keys []string, args ...any) ([]any, error) {
+	r := &scriptReq{script: script, keys: keys, args: args, done: make(chan struct{})}
 	s.amu.Lock()
 	s.aq = append(s.aq, r)
 	lead := !s.aflushing
 	s.aflushing = true
 	s.amu.Unlock()
 	if lead {
-		// This goroutine sends the queue (its own append, maybe more);
-		// appends queued while it was on its way go on a goroutine of
+		// This goroutine sends the queue (its own call, maybe more);
+		// calls queued while it was on its way go on a goroutine of
 		// their own, so that this one's caller goes on.
 		if !s.flushOnce() {
 			go s.flush()
@@ -74,7 +74,7 @@ func (s *Store) flushOnce() bool {
 	s.aq = nil
 	s.amu.Unlock()
 	if len(batch) > 0 {
-		s.sendAppends(batch)
+		s.send(batch)
 	}
 	s.amu.Lock()
 	defer s.amu.Unlock()
@@ -85,7 +85,7 @@ func (s *Store) flushOnce() bool {
 	return false
 }
 
-func (s *Store) sendAppends(batch []*appendReq) {
+func (s *Store) send(batch []*scriptReq) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	defer func() {
@@ -95,13 +95,13 @@ func (s *Store) sendAppends(batch []*appendReq) {
 	}()
 	if len(batch) == 1 {
 		r := batch[0]
-		r.res, r.err = appendScript.Run(ctx, s.rdb, r.keys, r.args...).Slice()
+		r.res, r.err = r.script.Run(ctx, s.rdb, r.keys, r.args...).Slice()
 		return
 	}
 	cmds := make([]*redis.Cmd, len(batch))
 	s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range batch {
-			cmds[i] = appendScript.EvalSha(ctx, p, r.keys, r.args...)
+			cmds[i] = r.script.EvalSha(ctx, p, r.keys, r.args...)
 		}
 		return nil
 	})
@@ -110,7 +110,7 @@ func (s *Store) sendAppends(batch []*appendReq) {
 		if r.err != nil && redis.HasErrorPrefix(r.err, "NOSCRIPT") {
 			// Not run (Redis lost its scripts: a restart): once more,
 			// in order, loading the script.
-			r.res, r.err = appendScript.Run(ctx, s.rdb, r.keys, r.args...).Slice()
+			r.res, r.err = r.script.Run(ctx, s.rdb, r.keys, r.args...).Slice()
 		}
 	}
 }

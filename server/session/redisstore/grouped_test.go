@@ -13,10 +13,10 @@ import (
 )
 
 // TestManySessionsAppendAtOnce: sessions of one process append numbered
-// frames at the same time (their appends go to Redis grouped), while
-// Redis forgets its scripts once (a restart's SCRIPT FLUSH): readers on
-// another process get every session's frames once each, in order, and
-// each Append's seq is its frame's.
+// frames at the same time, read on another process (appends and reads go
+// to Redis grouped), while Redis forgets its scripts once (a restart's
+// SCRIPT FLUSH): the readers get every session's frames once each, in
+// order, and each Append's seq is its frame's.
 func TestManySessionsAppendAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := newStore(t, srv, "a", defaults), newStore(t, srv, "b", defaults)
