@@ -9,12 +9,17 @@ import (
 )
 
 // The appends and reads of every session of a store are grouped: one
-// made while another is on its way to Redis waits for it to come back and
-// goes with every one queued meanwhile, in one pipeline (one round trip
-// for all of them, one write and one read for Redis). Each Append or Read
-// still returns only once its own script ran: the contract is the same,
-// the cost of many sessions busy at once is not. One session alone pays
-// nothing for it: its call is sent at once, on its own goroutine.
+// made while maxGroups groups are on their way to Redis waits for one to
+// come back and goes with every one queued meanwhile, in one pipeline
+// (one round trip for all of them, one write and one read for Redis).
+// Each Append or Read still returns only once its own script ran: the
+// contract is the same, the cost of many sessions busy at once is not.
+// A call made while fewer groups are on their way is sent at once, on its
+// own goroutine: one session alone pays nothing for it, and a read woken
+// by an append's event does not wait for that append's answer.
+
+// maxGroups is how many groups a store has on their way at most.
+const maxGroups = 4
 
 // scriptReq is one run of a script.
 type scriptReq struct {
@@ -34,8 +39,10 @@ func (s *Store) runGrouped(ctx context.Context, script *redis.Script, keys []str
 	r := &scriptReq{script: script, keys: keys, args: args, done: make(chan struct{})}
 	s.amu.Lock()
 	s.aq = append(s.aq, r)
-	lead := !s.aflushing
-	s.aflushing = true
+	lead := s.agroups < maxGroups
+	if lead {
+		s.agroups++
+	}
 	s.amu.Unlock()
 	if lead {
 		// This goroutine sends the queue (its own call, maybe more);
@@ -67,7 +74,7 @@ func (s *Store) flush() {
 }
 
 // flushOnce sends what is queued in one round trip; it reports whether
-// the queue was empty after it (and no flush is running any more).
+// the queue was empty after it (and this group is over).
 func (s *Store) flushOnce() bool {
 	s.amu.Lock()
 	batch := s.aq
@@ -79,7 +86,7 @@ func (s *Store) flushOnce() bool {
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	if len(s.aq) == 0 {
-		s.aflushing = false
+		s.agroups--
 		return true
 	}
 	return false

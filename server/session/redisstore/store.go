@@ -170,9 +170,9 @@ type Store struct {
 	serve   func(context.Context, []byte) []byte
 	closed  bool
 
-	amu       sync.Mutex
-	aq        []*scriptReq // scripts waiting for the ones on their way (grouped.go)
-	aflushing bool         // scripts are on their way
+	amu     sync.Mutex
+	aq      []*scriptReq // scripts waiting for a group on its way to end (grouped.go)
+	agroups int          // groups on their way
 
 	stats counters
 }
