@@ -36,6 +36,19 @@ type Frames struct {
 	onOwnership func(bool)
 	closed      bool
 
+	// What this process knows of the log's state: the highest next seq
+	// and keep-alive count seen and whether it ended, learnt from the
+	// session's events, reads and state checks. Once valid (filled from
+	// Redis after the subscription was confirmed), every later change is
+	// reflected or has its event on the way, which will wake the waiter:
+	// a wake-up needs no round trip to tell whether there is news. A
+	// resubscription (events may have been missed) invalidates it; gen
+	// counts invalidations, so that a check started before one does not
+	// make it valid again.
+	known knownState
+	gen   uint64
+	retry *time.Timer // a takeover attempt as the owner's lease expires
+
 	// Figures cached by the sweep (one pipeline per sweep for every handle).
 	figures  session.Stats
 	seen     time.Time
@@ -46,9 +59,74 @@ type Frames struct {
 	failedBy error // set on a handle whose creation failed
 }
 
+type knownState struct {
+	n, pn uint64
+	ended bool
+	valid bool
+}
+
+// learnLocked merges what was seen of the log's state into h.known.
+func (h *Frames) learnLocked(n, pn uint64, ended bool) {
+	h.known.n = max(h.known.n, n)
+	h.known.pn = max(h.known.pn, pn)
+	h.known.ended = h.known.ended || ended
+}
+
+// readyLocked reports whether something newer than (after, pingSeen)
+// exists or the log ended, as far as h.known tells, and whether it can
+// tell (ok false: ask Redis).
+func (h *Frames) readyLocked(after, pingSeen uint64) (ready, ok bool) {
+	if h.closed || h.gone || h.ended != nil || h.known.ended || h.known.n > after+1 {
+		return true, true // n only grows: true whether or not known is complete
+	}
+	if !h.known.valid {
+		return false, false
+	}
+	return h.known.pn != pingSeen, true
+}
+
+// event handles one of the session's events (see scripts.go): it records
+// what it says of the log's state and wakes every waiter.
+func (h *Frames) event(payload string) {
+	kind, rest, _ := strings.Cut(payload, " ")
+	h.mu.Lock()
+	switch kind {
+	case "a":
+		nstr, end, _ := strings.Cut(rest, " ")
+		if n, err := strconv.ParseUint(nstr, 10, 64); err == nil {
+			h.learnLocked(n, 0, end == "e")
+		} else {
+			h.known.valid = false // not one of ours: ask Redis
+		}
+	case "p":
+		if pn, err := strconv.ParseUint(rest, 10, 64); err == nil {
+			h.learnLocked(0, pn, false)
+		} else {
+			h.known.valid = false
+		}
+	case "e":
+		h.known.ended = true
+	case "x":
+		h.known.valid = false // gone: the next check finds out
+	}
+	h.wakeLocked(false)
+	h.mu.Unlock()
+}
+
+// invalidate forgets that h.known is complete (events may have been
+// missed) and wakes every waiter to check with Redis.
+func (h *Frames) invalidate() {
+	h.mu.Lock()
+	h.known.valid = false
+	h.gen++
+	h.broadcastLocked()
+	h.mu.Unlock()
+}
+
 type notification struct {
-	id uint64
-	f  func()
+	id              uint64
+	f               func()
+	after, pingSeen uint64
 }
 
 type attachment struct {
@@ -76,15 +154,29 @@ func (h *Frames) ttl() int64 { return h.st.cfg.ttl.Milliseconds() }
 func (h *Frames) broadcast() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.broadcastLocked()
+}
+
+func (h *Frames) broadcastLocked() { h.wakeLocked(true) }
+
+// wakeLocked wakes every waiter (they check for themselves) and starts
+// the notifications: all of them, or only those h.known says have news
+// (an event such as a reader's "d" is news to few).
+func (h *Frames) wakeLocked(all bool) {
 	if h.changed != nil {
 		close(h.changed)
 		h.changed = nil
 	}
-	for i, n := range h.notify {
-		go n.f()
-		h.notify[i] = notification{}
+	kept := h.notify[:0]
+	for _, n := range h.notify {
+		if ready, ok := h.readyLocked(n.after, n.pingSeen); all || ready || !ok {
+			go n.f()
+			continue
+		}
+		kept = append(kept, n)
 	}
-	h.notify = h.notify[:0]
+	clear(h.notify[len(kept):])
+	h.notify = kept
 }
 
 func (h *Frames) changedLocked() chan struct{} {
@@ -102,9 +194,11 @@ func endError(reason string) error {
 	return fmt.Errorf("%w: %s", session.ErrEnded, reason)
 }
 
-// Append adds data as the next frame (see session.Log.Append). It returns
-// session.ErrNotOwner once this process lost the session's lease, and the
-// Redis error when Redis fails.
+// Append adds data as the next frame (see session.Log.Append): it returns
+// once the frame is in Redis, where a reader on any process may read it.
+// It returns session.ErrNotOwner once this process lost the session's
+// lease, and the Redis error when Redis fails; ctx done while the append
+// waits for its turn or for readers: ctx.Err(), and nothing was appended.
 func (h *Frames) Append(ctx context.Context, data []byte) (uint64, error) {
 	if h.failedBy != nil {
 		return 0, h.failedBy
@@ -119,13 +213,19 @@ func (h *Frames) Append(ctx context.Context, data []byte) (uint64, error) {
 		h.mu.Lock()
 		ch := h.changedLocked() // before the check: no change is missed
 		h.mu.Unlock()
-		res, err := appendScript.Run(ctx, h.st.rdb, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
-			h.ttl(), h.st.cfg.node, 0, h.ch, "").Slice()
+		res, err := h.st.runGrouped(ctx, appendScript, h.keys, data, h.st.cfg.pendingFrames, h.st.cfg.pendingBytes,
+			h.ttl(), h.st.cfg.node, 0, h.ch, "")
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return 0, err // never sent
+		}
 		if err != nil {
 			return 0, fmt.Errorf("redisstore: append: %w", err)
 		}
 		switch code := res[0].(int64); {
 		case code > 0:
+			h.mu.Lock()
+			h.learnLocked(uint64(code)+1, 0, false)
+			h.mu.Unlock()
 			return uint64(code), nil
 		case code == -1:
 			return 0, endError(str(res[1]))
@@ -155,7 +255,7 @@ func (h *Frames) Final(data []byte) {
 	}
 	ctx, cancel := h.ctx()
 	defer cancel()
-	if err := appendScript.Run(ctx, h.st.rdb, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()).Err(); err != nil {
+	if _, err := h.st.runGrouped(ctx, appendScript, h.keys, data, 0, 0, h.ttl(), h.st.cfg.node, 1, h.ch, session.ErrEnded.Error()); err != nil {
 		h.st.cfg.logger.Warn("redisstore: final frame lost", "session", h.id, "err", err)
 	}
 }
@@ -225,6 +325,10 @@ func (h *Frames) Close() {
 		return
 	}
 	h.closed = true
+	if h.retry != nil {
+		h.retry.Stop()
+		h.retry = nil
+	}
 	h.mu.Unlock()
 	h.owned.Store(false)
 	s := h.st
@@ -250,8 +354,8 @@ func (h *Frames) Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (ses
 	h.markWanted()
 	ctx, cancel := h.ctx()
 	defer cancel()
-	res, err := readScript.Run(ctx, h.st.rdb, h.keys, ack, after, pingSeen, maxFrames, maxBytes,
-		h.st.cfg.windowBytes, h.ttl(), h.ch).Slice()
+	res, err := h.st.runGrouped(ctx, readScript, h.keys, ack, after, pingSeen, maxFrames, maxBytes,
+		h.st.cfg.windowBytes, h.ttl(), h.ch)
 	if err != nil {
 		return session.Batch{}, fmt.Errorf("redisstore: read: %w", err)
 	}
@@ -272,6 +376,9 @@ func (h *Frames) Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (ses
 	if res[4].(int64) == 1 {
 		bt.Ping = []byte(str(res[5]))
 	}
+	h.mu.Lock()
+	h.learnLocked(bt.Next, bt.PingN, status == 1 || str(res[7]) != "")
+	h.mu.Unlock()
 	for i := 8; i+1 < len(res); i += 2 {
 		bt.Frames = append(bt.Frames, session.Frame{Seq: uint64(res[i].(int64)), Data: []byte(str(res[i+1]))})
 	}
@@ -281,9 +388,17 @@ func (h *Frames) Read(ack, after, pingSeen uint64, maxFrames, maxBytes int) (ses
 	return bt, nil
 }
 
-// state reads whether something newer than (after, pingSeen) exists or
-// the log ended.
-func (h *Frames) state(ctx context.Context, after, pingSeen uint64) (bool, error) {
+// ready reports whether something newer than (after, pingSeen) exists or
+// the log ended: from what this process knows when it can tell (no round
+// trip), from Redis when it cannot or when ask is set.
+func (h *Frames) ready(ctx context.Context, after, pingSeen uint64, ask bool) (bool, error) {
+	h.mu.Lock()
+	ready, ok := h.readyLocked(after, pingSeen)
+	gen := h.gen
+	h.mu.Unlock()
+	if ready || ok && !ask {
+		return ready, nil
+	}
 	vals, err := h.st.rdb.HMGet(ctx, h.keys[0], "n", "pn", "e").Result()
 	if err != nil {
 		return false, fmt.Errorf("redisstore: %w", err)
@@ -294,6 +409,14 @@ func (h *Frames) state(ctx context.Context, after, pingSeen uint64) (bool, error
 	}
 	n, _ := strconv.ParseUint(str(vals[0]), 10, 64)
 	pn, _ := strconv.ParseUint(str(vals[1]), 10, 64)
+	h.mu.Lock()
+	h.learnLocked(n, pn, vals[2] != nil)
+	if h.gen == gen {
+		// Read after the subscription was confirmed, and no event was
+		// missed since: h.known is complete.
+		h.known.valid = true
+	}
+	h.mu.Unlock()
 	return n > after+1 || pn != pingSeen || vals[2] != nil, nil
 }
 
@@ -307,24 +430,27 @@ func (h *Frames) Wait(ctx context.Context, after, pingSeen uint64, tick <-chan t
 	h.markWanted()
 	safety := time.NewTicker(time.Second) // a missed event costs a second
 	defer safety.Stop()
+	ask := false
 	for {
 		h.mu.Lock()
-		ch := h.changedLocked()
+		ch := h.changedLocked() // before the check: no change is missed
 		closed := h.closed
 		h.mu.Unlock()
 		if closed {
 			return nil
 		}
-		ready, err := h.state(ctx, after, pingSeen)
+		ready, err := h.ready(ctx, after, pingSeen, ask)
 		if err != nil || ready {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return nil
 		}
+		ask = false
 		select {
 		case <-ch:
 		case <-safety.C:
+			ask = true
 		case <-tick:
 			return session.ErrTick
 		case <-ctx.Done():
@@ -345,7 +471,7 @@ func (h *Frames) Notify(after, pingSeen uint64, f func()) (stop func() bool) {
 	h.mu.Lock()
 	h.notifyID++
 	id := h.notifyID
-	h.notify = append(h.notify, notification{id, f})
+	h.notify = append(h.notify, notification{id: id, f: f, after: after, pingSeen: pingSeen})
 	closed := h.closed
 	h.mu.Unlock()
 	stop = func() bool {
@@ -362,7 +488,7 @@ func (h *Frames) Notify(after, pingSeen uint64, f func()) (stop func() bool) {
 	// Armed first, checked after: an event in between fires it.
 	ctx, cancel := h.ctx()
 	defer cancel()
-	if ready, err := h.state(ctx, after, pingSeen); closed || err != nil || ready {
+	if ready, err := h.ready(ctx, after, pingSeen, false); closed || err != nil || ready {
 		if stop() {
 			go f()
 		}

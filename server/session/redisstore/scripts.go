@@ -2,8 +2,8 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS = {meta hash, frame stream, owner lease} of one
-// session. The meta hash holds the log's counters:
+// Every script takes KEYS = {meta hash, frame list, owner lease, record}
+// of one session. The meta hash holds the log's counters:
 //
 //	n  the seq the next frame gets      f  the oldest seq held (n when empty)
 //	dl the highest seq delivered        ak the highest seq acknowledged
@@ -13,12 +13,14 @@ import "github.com/redis/go-redis/v9"
 //	pn keep-alives seen                 p  the latest keep-alive
 //	seen the last client activity (ms)
 //
-// and the bridge's metadata (tok, ep, ip, up, hdr, cs). The stream holds
-// one entry per frame, its ID "<seq>-0", its field "d" the frame.
+// and the bridge's metadata that changes (cs, st, k<kind>; the rest is
+// the record, JSON, see record). The frame list
+// holds the frames f … n-1 in order (the frame of seq s at index s-f): a
+// List, not a Stream, because a Stream preallocates a 4 KB node per key,
+// which an idle session holding one frame would pay for.
 
 // luaLib is prepended to each script.
 const luaLib = `
-local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -26,22 +28,31 @@ end
 local function refresh(ttl)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
 end
--- drop removes the frames up to and including upto; it returns the bytes
--- and the undelivered bytes freed, and how many frames went.
-local function drop(upto, dl)
-  local freed, pfreed, k = 0, 0, 0
-  local es = redis.call('XRANGE', KEYS[2], '-', upto .. '-0')
-  for _, e in ipairs(es) do
-    local len = string.len(e[2][2])
+-- drop removes the frames f … upto (f the oldest held); it returns the
+-- bytes and the undelivered bytes freed, and how many frames went.
+local function drop(upto, dl, f)
+  local k = upto - f + 1
+  if k <= 0 then return 0, 0, 0 end
+  local freed, pfreed = 0, 0
+  local es = redis.call('LRANGE', KEYS[2], 0, k - 1)
+  for i, d in ipairs(es) do
+    local len = string.len(d)
     freed = freed + len
-    if seqof(e[1]) > dl then pfreed = pfreed + len end
-    k = k + 1
+    if f + i - 1 > dl then pfreed = pfreed + len end
   end
-  if k > 0 then redis.call('XTRIM', KEYS[2], 'MINID', (upto + 1) .. '-0') end
-  return freed, pfreed, k
+  redis.call('LTRIM', KEYS[2], k, -1)
+  return freed, pfreed, #es
 end
 `
+
+// Events published on a session's channel (readers learn the log's state
+// from them without asking Redis): "a <n>" a frame was appended (n the
+// seq the next one gets; "a <n> e": the final frame, the log ended), "p
+// <pn>" a keep-alive (pn of them so far), "e" ended, "d" a reader took
+// frames, "x" the session was deleted, "k<kind> <node> <num>" a
+// downstream attached.
 
 // appendScript: ARGV = data, max pending frames, max pending bytes, ttl
 // ms, node, final (0/1), event channel, end reason. It answers {seq},
@@ -58,11 +69,15 @@ local pending = n - 1 - dl
 if ARGV[6] == '0' and pending > 0 and (pending >= tonumber(ARGV[2]) or pb + len > tonumber(ARGV[3])) then
   return {0}
 end
-redis.call('XADD', KEYS[2], n .. '-0', 'd', ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'n', n + 1, 'pb', pb + len, 'b', b + len)
 if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'e', ARGV[8]) end
 refresh(tonumber(ARGV[4]))
-redis.call('PUBLISH', ARGV[7], 'a')
+if ARGV[6] == '1' then
+  redis.call('PUBLISH', ARGV[7], 'a ' .. (n + 1) .. ' e')
+else
+  redis.call('PUBLISH', ARGV[7], 'a ' .. (n + 1))
+end
 return {n}
 `)
 
@@ -87,18 +102,17 @@ if upto > ak then
   ak = upto
   redis.call('HSET', KEYS[1], 'ak', ak, 'aat', nowms())
   if upto >= f then
-    local freed, pfreed = drop(upto, dl)
+    local freed, pfreed = drop(upto, dl, f)
     b, pb, f = b - freed, pb - pfreed, math.min(upto + 1, n)
   end
 end
-local es = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[4]))
+local es = redis.call('LRANGE', KEYS[2], after + 1 - f, after - f + tonumber(ARGV[4]))
 local out, size, last = {}, 0, after
 local maxb = tonumber(ARGV[5])
-for i, e in ipairs(es) do
-  local d = e[2][2]
+for i, d in ipairs(es) do
   if i > 1 and size + string.len(d) > maxb then break end
   size = size + string.len(d)
-  last = seqof(e[1])
+  last = after + i
   out[#out + 1] = last
   out[#out + 1] = d
 end
@@ -111,20 +125,20 @@ if last > dl then
   local window, keep = b - pb, tonumber(ARGV[6])
   if window > keep then
     -- Oldest first, a few at a time: only what goes is read.
-    local cut, k, from = 0, 0, '-'
-    while window > keep do
-      local old = redis.call('XRANGE', KEYS[2], from, dl .. '-0', 'COUNT', 32)
+    local cut, k, idx = 0, 0, 0
+    while window > keep and idx <= dl - f do
+      local old = redis.call('LRANGE', KEYS[2], idx, math.min(idx + 31, dl - f))
       if #old == 0 then break end
-      for _, e in ipairs(old) do
+      for i, d in ipairs(old) do
         if window <= keep then break end
-        window = window - string.len(e[2][2])
-        cut = seqof(e[1])
+        window = window - string.len(d)
+        cut = f + idx + i - 1
         k = k + 1
       end
-      from = '(' .. old[#old][1]
+      idx = idx + #old
     end
     if k > 0 then
-      local freed = drop(cut, dl)
+      local freed = drop(cut, dl, f)
       b, tr, f = b - freed, tr + k, math.min(cut + 1, n)
     end
   end
@@ -161,7 +175,7 @@ local upto = math.min(tonumber(ARGV[1]), dl)
 if upto <= ak then return 0 end
 redis.call('HSET', KEYS[1], 'ak', upto, 'aat', nowms())
 if upto >= f then
-  local freed, pfreed = drop(upto, dl)
+  local freed, pfreed = drop(upto, dl, f)
   redis.call('HSET', KEYS[1], 'b', b - freed, 'pb', pb - pfreed, 'f', math.min(upto + 1, n))
 end
 refresh(tonumber(ARGV[2]))
@@ -181,9 +195,9 @@ var pingScript = redis.NewScript(luaLib + `
 if redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[4] then return -3 end
 redis.call('HSET', KEYS[1], 'p', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'pn', 1)
+local pn = redis.call('HINCRBY', KEYS[1], 'pn', 1)
 refresh(tonumber(ARGV[3]))
-redis.call('PUBLISH', ARGV[2], 'p')
+redis.call('PUBLISH', ARGV[2], 'p ' .. pn)
 return 1
 `)
 
@@ -198,11 +212,13 @@ return 0
 `)
 
 // acquireScript: ARGV = node, lease ms. It takes the lease of an open
-// session that has none (its owner died): 1 if taken.
+// session that has none (its owner died): 1 if taken, 0 if the session
+// is gone or ended, -1-t when another process holds the lease for t ms
+// more (so that the caller tries again as it expires).
 var acquireScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'e') == 1 then return 0 end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
+return -1 - math.max(redis.call('PTTL', KEYS[3]), 0)
 `)
 
 // redisNil is Redis's "no such key" answer.

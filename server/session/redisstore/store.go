@@ -5,17 +5,29 @@
 // the client's cursor, and commands POSTed to any process reach the one
 // that holds the session's upstream connection.
 //
-// Each session is three keys in Redis: a hash of the log's counters and
-// the session's metadata, a Stream of its frames (entry IDs are the
-// frames' seqs, so cursors stay the bridge's numbers) and its owner lease.
-// The log keeps the in-memory log's contract (server/session.Log): the
+// Each session is four keys in Redis: a hash of the log's counters, a
+// List of its frames (the oldest held first: a frame's seq is its index
+// plus the oldest seq's, so cursors stay the bridge's numbers), its owner
+// lease and a string of its metadata. The log keeps the in-memory log's contract (server/session.Log): the
 // writer is held back past the pending limit, delivered frames are kept
 // until acknowledged within the resume window, a reader asking for
 // trimmed frames gets a *session.ResetError. Every change is one Lua
-// script, so the counters and the Stream never disagree. Waiting readers
+// script, so the counters and the List never disagree. Waiting readers
 // are woken through Redis pub/sub: each process holds one subscription
 // connection, subscribed to the channels of the sessions it has open,
 // and one goroutine reads it; no goroutine per session.
+//
+// # Round trips
+//
+// An Append is one round trip to Redis, and returns once its frame is
+// there (a reader on any process may read it then), as with the memory
+// log; the appends and reads of all the sessions of a process that are
+// made while others are on their way go together in one pipeline. A
+// session's events carry what changed (the next seq, the keep-alive
+// count), so a woken reader knows without asking Redis whether there is
+// news: a delivery costs the append's round trip and the read's. One
+// session's throughput is bound by the append's round trip, since the
+// bridge appends a session's frames one at a time.
 //
 // # Failure model
 //
@@ -24,7 +36,9 @@
 // lease. Its appends are fenced by the lease: a process that lost it (a
 // pause longer than the lease, a partition) cannot write. When the owner
 // dies its lease expires; a process serving one of the session's
-// downstreams takes the lease (OnOwnership) and redials, and the frames
+// downstreams takes the lease as it expires (its sweep, every third of
+// the lease, sees how long the lease has left and tries again then;
+// OnOwnership) and redials, and the frames
 // already in Redis stay readable throughout: the seq goes on. Frames
 // Rails sent the dead owner but that were not in Redis yet are lost, as
 // are broadcasts made before the new upstream's subscriptions are
@@ -156,6 +170,10 @@ type Store struct {
 	serve   func(context.Context, []byte) []byte
 	closed  bool
 
+	amu     sync.Mutex
+	aq      []*scriptReq // scripts waiting for a group on its way to end (grouped.go)
+	agroups int          // groups on their way
+
 	stats counters
 }
 
@@ -268,11 +286,11 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// keys of session id: meta hash, frame stream, owner lease; and its
-// event channel.
+// keys of session id: meta hash, frame list, owner lease, record (see
+// record); and its event channel.
 func (s *Store) keys(id string) ([]string, string) {
 	base := s.cfg.prefix + "{" + id + "}:"
-	return []string{base + "m", base + "s", base + "o"}, base + "e"
+	return []string{base + "m", base + "s", base + "o", base + "c"}, base + "e"
 }
 
 // subscribe adds channel to the store's subscription and waits until
@@ -326,18 +344,20 @@ func (s *Store) dispatch(msgs <-chan any) {
 			if m.Kind != "subscribe" {
 				continue
 			}
+			again := false
 			s.mu.Lock()
 			if ch, ok := s.subWait[m.Channel]; ok {
 				select {
 				case <-ch:
+					again = true
 				default:
 					close(ch)
 				}
 			}
 			h := s.handles[m.Channel]
 			s.mu.Unlock()
-			if h != nil { // a resubscription after a reconnect: events may have been missed
-				h.broadcast()
+			if h != nil && again { // a resubscription after a reconnect: events may have been missed
+				h.invalidate()
 			}
 		case *redis.Message:
 			if m.Channel == s.nodeCh {
@@ -354,7 +374,7 @@ func (s *Store) dispatch(msgs <-chan any) {
 				h.remoteKick(m.Payload)
 				continue
 			}
-			h.broadcast()
+			h.event(m.Payload)
 		}
 	}
 }
@@ -457,14 +477,17 @@ func (s *Store) NewFrames(id string) session.Frames {
 // process.
 func (s *Store) Create(ctx context.Context, id string, m session.Meta) (session.SharedFrames, error) {
 	h := s.handle(id)
-	hdr, _ := json.Marshal(m.Header)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	rec, err := json.Marshal(record{Token: m.Token, Epoch: m.Epoch, IP: m.IP, Upstream: m.Upstream, Header: m.Header})
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: create: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, h.keys...)
 		p.HSet(ctx, h.keys[0], "n", 1, "f", 1, "dl", 0, "ak", 0, "b", 0, "pb", 0, "tr", 0, "pn", 0,
-			"tok", m.Token, "ep", m.Epoch, "ip", m.IP, "up", m.Upstream, "hdr", hdr, "cs", m.Acked, "st", m.State,
-			"seen", time.Now().UnixMilli())
+			"cs", m.Acked, "st", m.State, "seen", time.Now().UnixMilli())
 		p.PExpire(ctx, h.keys[0], s.cfg.ttl)
 		p.Set(ctx, h.keys[2], s.cfg.node, s.cfg.lease)
+		p.Set(ctx, h.keys[3], rec, s.cfg.ttl)
 		return nil
 	})
 	if err != nil {
@@ -475,6 +498,11 @@ func (s *Store) Create(ctx context.Context, id string, m session.Meta) (session.
 		s.rdb.Del(context.Background(), h.keys...)
 		return nil, err
 	}
+	h.mu.Lock()
+	if h.gen == 0 { // a new log, no event missed since
+		h.known = knownState{n: 1, valid: true}
+	}
+	h.mu.Unlock()
 	return h, nil
 }
 
@@ -486,39 +514,72 @@ func (s *Store) Open(ctx context.Context, id string) (session.SharedFrames, sess
 	if err := s.register(ctx, h); err != nil {
 		return nil, session.Meta{}, err
 	}
-	m, err := s.Meta(ctx, id)
+	h.mu.Lock()
+	gen := h.gen
+	h.mu.Unlock()
+	m, vals, err := s.readMeta(ctx, id, h.keys, "n", "pn", "e")
 	if err != nil {
 		h.Close()
 		return nil, session.Meta{}, err
 	}
+	n, _ := strconv.ParseUint(str(vals[0]), 10, 64)
+	pn, _ := strconv.ParseUint(str(vals[1]), 10, 64)
+	h.mu.Lock()
+	h.learnLocked(n, pn, vals[2] != nil)
+	h.known.valid = h.gen == gen
+	h.mu.Unlock()
 	return h, m, nil
+}
+
+// record is what a session's record key holds: its metadata that never
+// changes, apart from the meta hash so that the hash stays small enough
+// for Redis's compact encoding (a value over 64 bytes, such as a header,
+// would make it a hash table several times its size).
+type record struct {
+	Token    string              `json:"t"`
+	Epoch    uint32              `json:"e"`
+	IP       string              `json:"i,omitempty"`
+	Upstream string              `json:"u,omitempty"`
+	Header   map[string][]string `json:"h,omitempty"`
+}
+
+// readMeta reads session id's metadata (session.ErrUnknownSession when
+// there is no such session) and the meta hash's fields extra, in one
+// round trip.
+func (s *Store) readMeta(ctx context.Context, id string, keys []string, extra ...string) (session.Meta, []any, error) {
+	var rec *redis.StringCmd
+	var fields *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec = p.Get(ctx, keys[3])
+		fields = p.HMGet(ctx, keys[0], append([]string{"cs", "st"}, extra...)...)
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return session.Meta{}, nil, fmt.Errorf("redisstore: %w", err)
+	}
+	vals := fields.Val()
+	raw, err := rec.Bytes()
+	if isNil(err) || len(vals) < 2 || vals[0] == nil {
+		return session.Meta{}, nil, session.ErrUnknownSession
+	}
+	var r record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return session.Meta{}, nil, fmt.Errorf("redisstore: session %s: bad record: %w", id, err)
+	}
+	m := session.Meta{Token: r.Token, Epoch: r.Epoch, IP: r.IP, Upstream: r.Upstream, Header: r.Header}
+	m.Acked, _ = strconv.ParseUint(str(vals[0]), 10, 64)
+	if st := str(vals[1]); st != "" {
+		m.State = []byte(st)
+	}
+	return m, vals[2:], nil
 }
 
 // Meta reads session id's metadata (session.ErrUnknownSession when there
 // is no such session).
 func (s *Store) Meta(ctx context.Context, id string) (session.Meta, error) {
 	keys, _ := s.keys(id)
-	vals, err := s.rdb.HMGet(ctx, keys[0], "tok", "ep", "ip", "up", "hdr", "cs", "st").Result()
-	if err != nil {
-		return session.Meta{}, fmt.Errorf("redisstore: %w", err)
-	}
-	if vals[0] == nil {
-		return session.Meta{}, session.ErrUnknownSession
-	}
-	var m session.Meta
-	m.Token, m.IP, m.Upstream = str(vals[0]), str(vals[2]), str(vals[3])
-	ep, _ := strconv.ParseUint(str(vals[1]), 10, 32)
-	m.Acked, _ = strconv.ParseUint(str(vals[5]), 10, 64)
-	m.Epoch = uint32(ep)
-	if st := str(vals[6]); st != "" {
-		m.State = []byte(st)
-	}
-	if hdr := str(vals[4]); hdr != "" && hdr != "null" {
-		if err := json.Unmarshal([]byte(hdr), &m.Header); err != nil {
-			return session.Meta{}, fmt.Errorf("redisstore: session %s: bad header record: %w", id, err)
-		}
-	}
-	return m, nil
+	m, _, err := s.readMeta(ctx, id, keys)
+	return m, err
 }
 
 func str(v any) string { s, _ := v.(string); return s }
@@ -581,6 +642,40 @@ func (s *Store) sweep() {
 	}
 }
 
+// acquireAt tries to take h's lease again once the one another process
+// holds expires in d, when that comes before the next sweep: a dead
+// owner's session is taken over as soon as its lease allows, not up to a
+// sweep later.
+func (s *Store) acquireAt(h *Frames, d time.Duration) {
+	if d >= s.cfg.lease/3 {
+		return // the next sweep comes first
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.retry != nil || h.closed {
+		return
+	}
+	h.retry = time.AfterFunc(d+2*time.Millisecond, func() {
+		h.mu.Lock()
+		h.retry = nil
+		h.mu.Unlock()
+		if s.ctx.Err() != nil || h.owned.Load() || !h.wantsLease(time.Now(), s.cfg.lease) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.lease/3)
+		defer cancel()
+		got, err := acquireScript.Run(ctx, s.rdb, h.keys, s.cfg.node, s.cfg.lease.Milliseconds()).Int()
+		if err != nil {
+			s.stats.errors.Add(1)
+			return
+		}
+		if got == 1 && !h.owned.Load() {
+			s.stats.acquired.Add(1)
+			h.setOwned(true)
+		}
+	})
+}
+
 func (s *Store) sweepOnce() {
 	s.mu.Lock()
 	handles := make([]*Frames, 0, len(s.handles))
@@ -617,6 +712,7 @@ func (s *Store) sweepOnce() {
 				p.HSet(ctx, h.keys[0], "seen", now.UnixMilli())
 				p.PExpire(ctx, h.keys[0], s.cfg.ttl)
 				p.PExpire(ctx, h.keys[1], s.cfg.ttl)
+				p.PExpire(ctx, h.keys[3], s.cfg.ttl)
 			}
 			ps[i].figure = p.HMGet(ctx, h.keys[0], "n", "f", "dl", "ak", "b", "tr", "dr", "e", "seen")
 		}
@@ -639,6 +735,8 @@ func (s *Store) sweepOnce() {
 				case !p.owned && got == 1:
 					s.stats.acquired.Add(1)
 					p.h.setOwned(true)
+				case !p.owned && got < 0:
+					s.acquireAt(p.h, time.Duration(-1-got)*time.Millisecond)
 				}
 			}
 		}
