@@ -300,7 +300,7 @@ func TestCompatClusterPollQueueBound(t *testing.T) {
 	}); err != nil {
 		t.Fatal("the ten events never reached the log")
 	}
-	if held, err := rdb.XLen(ctx, key+"s").Result(); err != nil || held > 3 {
+	if held, err := rdb.LLen(ctx, key+"s").Result(); err != nil || held > 3 {
 		t.Fatalf("%d events held in Redis (%v), want at most 3", held, err)
 	}
 	p := c.on(cc, 2).poll(ctx, fmt.Sprintf("after=%d&timeout=0", tl.last))
