@@ -236,9 +236,11 @@ await assert.rejects(within(load(), 10000, 'load'), expected)
 const c = createConsumer(RAILS_WS + '?token=secret-broken')
 await assert.rejects(within(c.ready, 10000, 'createConsumer ready'), expected)
 // The drop-in: the socket reports an error and closes (the official
-// client then retries on its own schedule).
+// client then retries on its own schedule). Authorised, so that Rails
+// keeps it open: it opens before the instance would run (Rails would
+// otherwise close it first, as it does a plain WebSocket).
 install(ActionCable)
-const ws = new ActionCable.adapters.WebSocket(RAILS_WS, ['actioncable-v1-json'])
+const ws = new ActionCable.adapters.WebSocket(RAILS_WS + '?token=secret-broken', ['actioncable-v1-json'])
 const ev = new Events()
 ws.onerror = (e) => ev.push({ key: 's', kind: 'error', d: e.message })
 ws.onclose = (e) => ev.push({ key: 's', kind: 'close', d: e.code })
